@@ -1,0 +1,1 @@
+"""activity_service: flash-sale activities and the seckill itself."""

@@ -1,0 +1,3 @@
+from common.runner import main
+
+main("activity_service")

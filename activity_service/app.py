@@ -1,0 +1,51 @@
+"""activity_service app factory."""
+
+from sanic import Sanic
+
+from activity_service.relay import OrderRelay
+from activity_service.routes import bp
+from activity_service.seckill import Seckill
+from activity_service.service import ActivityService
+from common.auth import setup_remote_keys
+from common.client import setup_client
+from common.config import Settings
+from common.db import setup_db
+from common.discovery import setup_discovery
+from common.errors import setup_errors
+from common.openapi import setup_openapi
+from common.tracing import setup_tracing
+from common.web import new_app, setup_health, setup_requests
+
+
+def create_app(settings: Settings | None = None) -> Sanic:
+    settings = settings or Settings.from_env("activity_service")
+    app = new_app(settings, "seckill activity_service")
+    setup_errors(app)
+    setup_requests(app, settings)
+    setup_tracing(app, settings)
+    setup_db(app, settings)
+    setup_discovery(app, settings)
+    setup_client(app, settings, peers=("user_service", "order_service"))
+    setup_remote_keys(app)
+    setup_health(app)
+    setup_openapi(app)
+    app.blueprint(bp)
+
+    @app.before_server_start
+    async def start_seckill(app: Sanic) -> None:
+        relay = OrderRelay(app.ctx.db, app.ctx.peers["order_service"])
+        app.ctx.relay = relay
+        app.ctx.seckill = Seckill(
+            app.ctx.db, relay.deliver, settings.seckill_batch_max, settings.seckill_batch_wait_ms
+        )
+        app.ctx.activities = ActivityService(app.ctx.db, on_change=app.ctx.seckill.forget)
+
+    @app.after_server_start
+    async def start_relay(app: Sanic) -> None:
+        app.add_task(app.ctx.relay.run(), name="order_relay")
+
+    @app.before_server_stop
+    async def finish_handoffs(app: Sanic) -> None:
+        await app.ctx.relay.drain()
+
+    return app

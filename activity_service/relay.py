@@ -1,0 +1,83 @@
+"""Hands committed orders to order_service, and re-sends whatever it has not acknowledged.
+
+The outbox row is written in the seckill's own transaction, so an order is
+never lost: right after COMMIT the batch is sent at once; if that fails, or
+the process dies first, the relay loop finds the row and sends it again.
+order_service's internal create is idempotent, so a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from activity_service import repository
+from activity_service.seckill import present_order
+from common.client import ServiceClient
+from common.db import Database
+from common.formats import utcnow
+
+logger = logging.getLogger("seckill.relay")
+
+INTERNAL_ORDERS_PATH = "/internal/orders"
+RELAY_BATCH = 500
+# Rows younger than this are still being sent by the request path itself.
+RELAY_GRACE = timedelta(seconds=2)
+
+
+class OrderRelay:
+    def __init__(self, db: Database, orders: ServiceClient, interval: float = 1.0):
+        self.db = db
+        self.orders = orders
+        self.interval = interval
+        self._tasks: set[asyncio.Task] = set()
+
+    async def send(self, orders: list[dict]) -> None:
+        """One internal call for a whole batch; the outbox rows go once it is acknowledged."""
+        await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+        await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
+
+    def deliver(self, orders: list[dict]) -> asyncio.Task:
+        """Send in the background; the relay loop retries if this attempt fails."""
+        task = asyncio.create_task(self.send(orders))
+        self._tasks.add(task)
+        task.add_done_callback(self._settle)
+        return task
+
+    def _settle(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("order hand-off failed, the relay will retry: %s", task.exception())
+
+    async def resend_pending(self) -> int:
+        """Send every outbox row older than the grace period; returns how many went."""
+        sent = 0
+        while True:
+            rows = await repository.undelivered(self.db, utcnow() - RELAY_GRACE, RELAY_BATCH)
+            if not rows:
+                return sent
+            await self.send([present_order(row) for row in rows])
+            sent += len(rows)
+            if len(rows) < RELAY_BATCH:
+                return sent
+
+    async def run(self) -> None:
+        delay = self.interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                sent = await self.resend_pending()
+                if sent:
+                    logger.info("relay re-sent %s orders", sent)
+                delay = self.interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("relay could not reach order_service: %s", exc)
+                delay = min(delay * 1.5, 2.0)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """At shutdown, give in-flight hand-offs a moment to finish."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

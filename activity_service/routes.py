@@ -1,0 +1,121 @@
+"""activity_service HTTP endpoints: parse, call the service, shape the response."""
+
+import asyncio
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty, json
+from sanic_ext import openapi
+
+from activity_service.errors import ActivityNotFound
+from activity_service.schemas import (
+    Activity,
+    ActivityCreate,
+    ActivityPage,
+    ActivityPatch,
+    Order,
+    PageQuery,
+)
+from common.auth import current_user, require_admin
+from common.openapi import json_response, problem_response
+from common.validation import parse_body, parse_query
+
+bp = Blueprint("activities")
+
+MAX_ID = 2**63 - 1
+# How long a seckill answer waits for order_service to hold the new order;
+# past this the outbox relay delivers it and the client is answered anyway.
+HANDOFF_WAIT_SECONDS = 1.0
+
+
+def checked_id(activity_id: int) -> int:
+    if not 0 < activity_id <= MAX_ID:
+        raise ActivityNotFound(activity_id)
+    return activity_id
+
+
+@bp.post("/activities")
+@openapi.summary("Create a flash-sale activity")
+@openapi.tag("activities")
+@openapi.secured("bearer")
+@openapi.body({"application/json": ActivityCreate}, required=True)
+@json_response(201, Activity, "the new activity")
+@problem_response(401, "unauthorized")
+@problem_response(403, "forbidden: admins only")
+@problem_response(422, "invalid_request")
+async def create_activity(request: Request) -> HTTPResponse:
+    await require_admin(request)
+    body = parse_body(request, ActivityCreate)
+    return json(await request.app.ctx.activities.create(body), status=201)
+
+
+@bp.get("/activities")
+@openapi.summary("List activities, newest first")
+@openapi.tag("activities")
+@openapi.parameter("limit", int, "query", description="1 to 100, default 20")
+@openapi.parameter("offset", int, "query", description="default 0")
+@json_response(200, ActivityPage, "a page of activities")
+@problem_response(422, "invalid_request")
+async def list_activities(request: Request) -> HTTPResponse:
+    query = parse_query(request, PageQuery)
+    return json(await request.app.ctx.activities.list(query.limit, query.offset))
+
+
+@bp.get("/activities/<activity_id:int>")
+@openapi.summary("One activity")
+@openapi.tag("activities")
+@json_response(200, Activity, "the activity")
+@problem_response(404, "not_found")
+async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
+    return json(await request.app.ctx.activities.get(checked_id(activity_id)))
+
+
+@bp.patch("/activities/<activity_id:int>")
+@openapi.summary("Change an activity; stock only before it starts")
+@openapi.tag("activities")
+@openapi.secured("bearer")
+@openapi.body({"application/json": ActivityPatch}, required=True)
+@json_response(200, Activity, "the changed activity")
+@problem_response(401, "unauthorized")
+@problem_response(403, "forbidden: admins only")
+@problem_response(404, "not_found")
+@problem_response(409, "activity_started")
+@problem_response(422, "invalid_request")
+async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
+    await require_admin(request)
+    patch = parse_body(request, ActivityPatch)
+    return json(await request.app.ctx.activities.update(checked_id(activity_id), patch))
+
+
+@bp.delete("/activities/<activity_id:int>")
+@openapi.summary("Delete an activity that has no orders")
+@openapi.tag("activities")
+@openapi.secured("bearer")
+@openapi.response(204, None, "deleted")
+@problem_response(401, "unauthorized")
+@problem_response(403, "forbidden: admins only")
+@problem_response(404, "not_found")
+@problem_response(409, "has_orders")
+async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
+    await require_admin(request)
+    await request.app.ctx.activities.delete(checked_id(activity_id))
+    return empty()
+
+
+@bp.post("/activities/<activity_id:int>/seckill")
+@openapi.summary("Seckill: buy one unit, at most one order per user")
+@openapi.tag("seckill")
+@openapi.secured("bearer")
+@json_response(201, Order, "the order this call placed")
+@json_response(200, Order, "the order you already hold for this activity")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found")
+@problem_response(409, "sold_out, not_started or ended")
+async def seckill(request: Request, activity_id: int) -> HTTPResponse:
+    principal = await current_user(request)
+    outcome = await request.app.ctx.seckill.buy(checked_id(activity_id), principal.user_id)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.handoff is not None:
+        # Read-your-writes: the order is usually in order_service before we answer.
+        await asyncio.wait([outcome.handoff], timeout=HANDOFF_WAIT_SECONDS)
+    return json(outcome.order, status=201 if outcome.created else 200)

@@ -1,0 +1,72 @@
+"""activity_service request and response models."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+MAX_STOCK = 10_000_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActivityCreate(_Strict):
+    name: str = Field(min_length=1, max_length=100, examples=["Double 11 flash sale"])
+    product_name: str = Field(min_length=1, max_length=100, examples=["Mechanical keyboard"])
+    price: Decimal = Field(
+        gt=0, le=Decimal("99999999.99"), decimal_places=2, examples=["19.90"],
+        description="a decimal string with at most two places",
+    )
+    stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
+    starts_at: AwareDatetime = Field(examples=["2026-11-26T15:00:00Z"])
+    ends_at: AwareDatetime = Field(examples=["2026-11-26T16:00:00Z"])
+
+    @model_validator(mode="after")
+    def window_is_forward(self) -> "ActivityCreate":
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class ActivityPatch(_Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    product_name: str | None = Field(None, min_length=1, max_length=100)
+    price: Decimal | None = Field(None, gt=0, le=Decimal("99999999.99"), decimal_places=2)
+    stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+
+class Activity(BaseModel):
+    id: int
+    name: str
+    product_name: str
+    price: str = Field(examples=["19.90"])
+    stock: int = Field(description="the initial inventory")
+    remaining: int = Field(description="what is left to sell")
+    starts_at: str = Field(examples=["2026-11-26T15:00:00Z"])
+    ends_at: str = Field(examples=["2026-11-26T16:00:00Z"])
+    status: Literal["upcoming", "active", "sold_out", "ended"]
+
+
+class ActivityPage(BaseModel):
+    items: list[Activity]
+    total: int
+
+
+class PageQuery(_Strict):
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class Order(BaseModel):
+    order_no: str
+    activity_id: int
+    user_id: int
+    amount: str = Field(examples=["19.90"])
+    status: Literal["created", "paid"]
+    created_at: str = Field(examples=["2026-11-26T15:00:01Z"])

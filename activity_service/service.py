@@ -1,0 +1,111 @@
+"""Activity management rules: create, read, change and delete flash-sale activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from activity_service import repository
+from activity_service.errors import (
+    ActivityNotFound,
+    ActivityStarted,
+    HasOrders,
+    StockBelowSold,
+)
+from activity_service.schemas import ActivityCreate, ActivityPatch
+from common.db import Cursor, Database
+from common.errors import InvalidRequest
+from common.formats import iso, money, to_db, utcnow
+
+
+def status_of(activity: dict, now: datetime) -> str:
+    if now < activity["starts_at"]:
+        return "upcoming"
+    if now >= activity["ends_at"]:
+        return "ended"
+    if activity["remaining"] <= 0:
+        return "sold_out"
+    return "active"
+
+
+def present(activity: dict, now: datetime | None = None) -> dict:
+    return {
+        "id": activity["id"],
+        "name": activity["name"],
+        "product_name": activity["product_name"],
+        "price": money(activity["price"]),
+        "stock": activity["stock"],
+        "remaining": activity["remaining"],
+        "starts_at": iso(activity["starts_at"]),
+        "ends_at": iso(activity["ends_at"]),
+        "status": status_of(activity, now or utcnow()),
+    }
+
+
+class ActivityService:
+    def __init__(self, db: Database, on_change=None):
+        self.db = db
+        # Called with an activity id whenever its stock or window changes.
+        self.on_change = on_change or (lambda activity_id: None)
+
+    async def create(self, body: ActivityCreate) -> dict:
+        values = body.model_dump()
+        values["starts_at"] = to_db(body.starts_at)
+        values["ends_at"] = to_db(body.ends_at)
+        activity_id = await repository.insert_activity(self.db, values, utcnow())
+        return await self.get(activity_id)
+
+    async def get(self, activity_id: int) -> dict:
+        activity = await repository.get_activity(self.db, activity_id)
+        if activity is None:
+            raise ActivityNotFound(activity_id)
+        return present(activity)
+
+    async def list(self, limit: int, offset: int) -> dict:
+        rows, total = await repository.list_activities(self.db, limit, offset)
+        now = utcnow()
+        return {"items": [present(row, now) for row in rows], "total": total}
+
+    async def update(self, activity_id: int, patch: ActivityPatch) -> dict:
+        changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
+        for key in ("name", "product_name", "price", "stock", "starts_at", "ends_at"):
+            if key in changes and changes[key] is None:
+                raise InvalidRequest([{"field": key, "message": "may not be null"}])
+        for key in ("starts_at", "ends_at"):
+            if key in changes:
+                changes[key] = to_db(changes[key])
+
+        async def work(cur: Cursor) -> None:
+            current = await repository.lock_activity(cur, activity_id)
+            if current is None:
+                raise ActivityNotFound(activity_id)
+            now = utcnow()
+            if "stock" in changes:
+                if now >= current["starts_at"]:
+                    raise ActivityStarted(f"activity {activity_id} has started; stock is fixed")
+                sold = current["stock"] - current["remaining"]
+                if changes["stock"] < sold:
+                    raise StockBelowSold(sold)
+                changes["remaining"] = changes["stock"] - sold
+            starts = changes.get("starts_at", current["starts_at"])
+            ends = changes.get("ends_at", current["ends_at"])
+            if ends <= starts:
+                raise InvalidRequest([{"field": "ends_at", "message": "must be after starts_at"}])
+            if changes:
+                changes["updated_at"] = now
+                await repository.update_activity(cur, activity_id, changes)
+
+        await self.db.transaction(work, name="update_activity")
+        self.on_change(activity_id)
+        return await self.get(activity_id)
+
+    async def delete(self, activity_id: int) -> None:
+        async def work(cur: Cursor) -> None:
+            if await repository.lock_activity(cur, activity_id) is None:
+                raise ActivityNotFound(activity_id)
+            if await repository.has_records(cur, activity_id):
+                raise HasOrders(f"activity {activity_id} has orders and cannot be deleted")
+            await repository.delete_activity(cur, activity_id)
+
+        await self.db.transaction(work, name="delete_activity")
+        self.on_change(activity_id)

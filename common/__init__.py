@@ -1,0 +1,1 @@
+"""Infrastructure shared by the three services; no business rules live here."""

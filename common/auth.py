@@ -1,0 +1,145 @@
+"""Access tokens: Ed25519-signed JWTs minted by user_service, verified locally everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from sanic import Request, Sanic
+
+from common.errors import Forbidden, ServiceUnavailable, Unauthorized
+
+ALGORITHM = "EdDSA"
+ISSUER = "seckill-user-service"
+SERVICE_TOKEN_HEADER = "X-Service-Token"
+
+logger = logging.getLogger("seckill.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: int
+    is_admin: bool
+
+
+def load_private_key(pem: str) -> Ed25519PrivateKey:
+    key = load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("TOKEN_PRIVATE_KEY must be an Ed25519 private key")
+    return key
+
+
+def public_jwk(private_key: Ed25519PrivateKey) -> dict:
+    """The public half as a JWK, for GET /.well-known/jwks.json."""
+    return jwt.algorithms.OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True) | {
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
+
+
+def issue_token(private_key: Ed25519PrivateKey, user_id: int, is_admin: bool, ttl: int) -> str:
+    now = int(time.time())
+    claims = {"sub": str(user_id), "adm": is_admin, "iat": now, "exp": now + ttl, "iss": ISSUER}
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM)
+
+
+class TokenVerifier:
+    """Verifies bearer tokens; a verified token is remembered until it expires (bounded LRU)."""
+
+    def __init__(self, public_key: Ed25519PublicKey | None = None, cache_size: int = 100_000):
+        self._key = public_key
+        self._key_ready = asyncio.Event()
+        if public_key is not None:
+            self._key_ready.set()
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def set_jwk(self, jwk: dict) -> None:
+        self._key = jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+        self._key_ready.set()
+
+    async def verify(self, token: str) -> Principal:
+        cached = self._cache.get(token)
+        now = time.time()
+        if cached is not None:
+            principal, expires = cached
+            if now < expires:
+                self._cache.move_to_end(token)
+                return principal
+            del self._cache[token]
+        if self._key is None:
+            try:
+                await asyncio.wait_for(self._key_ready.wait(), timeout=5)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable("the token verification key is not available yet") from None
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "iss"]},
+            )
+            principal = Principal(int(claims["sub"]), bool(claims.get("adm", False)))
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthorized("the access token is invalid or expired") from None
+        self._cache[token] = (principal, float(claims["exp"]))
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an 'Authorization: Bearer <token>' header is required")
+    return token.strip()
+
+
+async def current_user(request: Request) -> Principal:
+    return await request.app.ctx.tokens.verify(bearer_token(request))
+
+
+async def require_admin(request: Request) -> Principal:
+    principal = await current_user(request)
+    if not principal.is_admin:
+        raise Forbidden("this action needs an admin account")
+    return principal
+
+
+def require_service(request: Request) -> None:
+    """Internal endpoints accept only the shared service credential, never a user token."""
+    sent = request.headers.get(SERVICE_TOKEN_HEADER, "")
+    expected = request.app.ctx.settings.service_token or ""
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise Forbidden("this endpoint is for services only")
+
+
+def setup_remote_keys(app: Sanic) -> None:
+    """Services other than user_service fetch its public key once, retrying until it answers."""
+    app.ctx.tokens = TokenVerifier()
+    
+    async def fetch_jwks(app: Sanic) -> None:
+        delay = 0.2
+        while True:
+            try:
+                body = await app.ctx.peers["user_service"].request("GET", "/.well-known/jwks.json")
+                app.ctx.tokens.set_jwk(body["keys"][0])
+                logger.info("token verification key loaded from user_service")
+                return
+            except Exception as exc:  # keep trying: user_service may start after us
+                logger.warning("cannot fetch the token key yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+
+    @app.after_server_start
+    async def start_fetch(app: Sanic) -> None:
+        app.add_task(fetch_jwks(app), name="fetch_jwks")

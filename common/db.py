@@ -1,0 +1,181 @@
+"""The aiomysql pool on app.ctx, a retrying transaction() helper, and cancellation safety.
+
+Every database call runs in a task of its own that the request handler only
+awaits through asyncio.shield: when a client hangs up and Sanic cancels the
+handler, the statement or transaction still runs to its end and the
+connection returns to the pool in a clean state. Without this, a cancelled
+query leaves a connection mid-protocol and the pool loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+
+import aiomysql
+import pymysql
+from sanic import Sanic
+
+from common.config import Settings
+
+logger = logging.getLogger("seckill.db")
+
+T = TypeVar("T")
+
+# InnoDB conflicts that a fresh attempt of the whole transaction resolves.
+DEADLOCK = 1213
+LOCK_WAIT_TIMEOUT = 1205
+DUPLICATE_KEY = 1062
+RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT}
+MAX_ATTEMPTS = 8
+
+Cursor = aiomysql.Cursor
+
+
+def error_code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def placeholders(count: int) -> str:
+    """'(%s, %s, ...)' for an IN list of count parameters."""
+    if count < 1:
+        raise ValueError("an IN list needs at least one value")
+    return "(" + ", ".join(["%s"] * count) + ")"
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def run_shielded(coro: Awaitable[T]) -> T:
+    """Run coro to completion even if the caller is cancelled."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+class Database:
+    """A pool of connections to one service's own database."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pool: aiomysql.Pool | None = None
+        self.span_hook: Callable[[str], Any] | None = None
+
+    async def connect(self) -> None:
+        s = self.settings
+        self.pool = await aiomysql.create_pool(
+            host=s.mysql_host,
+            port=s.mysql_port,
+            user=s.mysql_user,
+            password=s.mysql_password,
+            db=s.database,
+            minsize=1,
+            maxsize=s.db_pool_size,
+            autocommit=True,
+            charset="utf8mb4",
+            pool_recycle=3600,
+            init_command="SET time_zone = '+00:00'",
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            await self.pool.wait_closed()
+            self.pool = None
+
+    @asynccontextmanager
+    async def _cursor(self, name: str) -> AsyncIterator[aiomysql.Cursor]:
+        if self.pool is None:
+            raise RuntimeError("database pool is not open")
+        span = self.span_hook(name) if self.span_hook else None
+        conn = await self.pool.acquire()
+        try:
+            async with conn.cursor(aiomysql.DictCursor) as cur:
+                if span is None:
+                    yield cur
+                else:
+                    with span:
+                        yield cur
+        except BaseException:
+            # A connection whose state we cannot vouch for never goes back.
+            if conn.get_transaction_status():
+                try:
+                    await conn.rollback()
+                except Exception:
+                    conn.close()
+            raise
+        finally:
+            self.pool.release(conn)
+
+    async def fetch_one(self, sql: str, args: Sequence[Any] = ()) -> dict | None:
+        async def work() -> dict | None:
+            async with self._cursor("SELECT") as cur:
+                await cur.execute(sql, args)
+                return await cur.fetchone()
+
+        return await run_shielded(work())
+
+    async def fetch_all(self, sql: str, args: Sequence[Any] = ()) -> list[dict]:
+        async def work() -> list[dict]:
+            async with self._cursor("SELECT") as cur:
+                await cur.execute(sql, args)
+                return list(await cur.fetchall())
+
+        return await run_shielded(work())
+
+    async def transaction(
+        self,
+        work: Callable[[aiomysql.Cursor], Awaitable[T]],
+        name: str = "transaction",
+        retry_on: frozenset[int] = frozenset(),
+    ) -> T:
+        """Run work(cursor) in one transaction, retried whole on deadlock or lock wait timeout.
+
+        retry_on adds error codes that a fresh snapshot resolves, such as a
+        duplicate key inserted by a concurrent transaction.
+        """
+        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on))
+
+    async def _transaction(
+        self, work: Callable[[aiomysql.Cursor], Awaitable[T]], name: str, retryable: set[int]
+    ) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._cursor(name) as cur:
+                    await cur.connection.begin()
+                    result = await work(cur)
+                    await cur.connection.commit()
+                    return result
+            except pymysql.err.MySQLError as exc:
+                if error_code(exc) not in retryable or attempt == MAX_ATTEMPTS:
+                    raise
+                logger.info("retrying %s after MySQL error %s", name, error_code(exc))
+                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self.fetch_one("SELECT 1 AS ok"), timeout=2)
+            return True
+        except Exception:
+            return False
+
+
+def setup_db(app: Sanic, settings: Settings) -> None:
+    """Open the pool before the server starts and close it after it stops."""
+
+    @app.before_server_start
+    async def open_pool(app: Sanic) -> None:
+        app.ctx.db = Database(settings)
+        await app.ctx.db.connect()
+
+    @app.after_server_stop
+    async def close_pool(app: Sanic) -> None:
+        await app.ctx.db.close()

@@ -1,0 +1,115 @@
+"""AppError hierarchy and the one handler that turns every failure into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, json
+
+logger = logging.getLogger("seckill.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """A failure the client can act on: carries its HTTP status and a stable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str | None = None, **extra: Any):
+        self.detail = detail or HTTPStatus(self.status).phrase
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class BadRequest(AppError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class InvalidRequest(AppError):
+    """Validation failed; `errors` lists each field and what is wrong with it."""
+
+    status, code = 422, "invalid_request"
+
+    def __init__(self, errors: list[dict[str, str]], detail: str | None = None):
+        super().__init__(detail or "the request did not validate", errors=errors)
+
+
+class ServiceUnavailable(AppError):
+    status, code = 503, "service_unavailable"
+
+
+class PeerUnavailable(ServiceUnavailable):
+    code = "peer_unavailable"
+
+
+# Sanic raises these before a handler runs; map them onto stable codes.
+_SANIC_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    416: "range_not_satisfiable",
+    503: "service_unavailable",
+}
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return json(body, status=status, content_type=PROBLEM_JSON)
+
+
+def problem_from_exception(request: Request | None, exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, AppError):
+        return problem(exc.status, exc.code, exc.detail, **exc.extra)
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        code = _SANIC_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+        if status >= 500:
+            logger.exception("server error", exc_info=exc)
+            return problem(status, code, "the server could not handle the request")
+        detail = str(exc) or HTTPStatus(status).phrase
+        if status == 400 and "json" in detail.lower():
+            detail = "the request body is not valid JSON"
+        response = problem(status, code, detail)
+        if status == 405 and getattr(exc, "allowed_methods", None):
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
+    logger.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "the server could not handle the request")
+
+
+def setup_errors(app: Sanic) -> None:
+    """Every exception, expected or not, leaves the service as problem+json."""
+    app.error_handler.add(Exception, problem_from_exception)

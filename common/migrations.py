@@ -1,0 +1,89 @@
+"""Create a service's database and bring its tables up to date through its peewee models.
+
+Idempotent: safe to run any number of times, and by several instances at once
+(MySQL's GET_LOCK serialises them).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import peewee
+import pymysql
+from playhouse.migrate import MySQLMigrator
+
+from common.config import Settings
+
+logger = logging.getLogger("seckill.migrations")
+
+Migration = tuple[int, Callable[[MySQLMigrator], None]]
+
+
+class SchemaVersion(peewee.Model):
+    version = peewee.IntegerField(primary_key=True)
+
+    class Meta:
+        table_name = "schema_version"
+
+
+def ensure_database(settings: Settings) -> None:
+    conn = pymysql.connect(
+        host=settings.mysql_host,
+        port=settings.mysql_port,
+        user=settings.mysql_user,
+        password=settings.mysql_password,
+        charset="utf8mb4",
+    )
+    try:
+        with conn.cursor() as cur:
+            # Identifiers cannot be parameters; the prefix is validated in config.
+            cur.execute(
+                f"CREATE DATABASE IF NOT EXISTS `{settings.database}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    finally:
+        conn.close()
+
+
+def migrate(
+    settings: Settings,
+    database: peewee.Database,
+    models: Sequence[type[peewee.Model]],
+    migrations: Sequence[Migration] = (),
+) -> int:
+    """Create missing tables, then apply numbered migrations not yet applied; returns the version."""
+    ensure_database(settings)
+    database.init(
+        settings.database,
+        host=settings.mysql_host,
+        port=settings.mysql_port,
+        user=settings.mysql_user,
+        password=settings.mysql_password,
+        charset="utf8mb4",
+    )
+    with database.connection_context():
+        database.execute_sql("SELECT GET_LOCK(%s, 60)", (f"{settings.database}.migrate",))
+        try:
+            SchemaVersion.bind(database)
+            database.create_tables([SchemaVersion, *models], safe=True)
+            applied = {row.version for row in SchemaVersion.select()}
+            migrator = MySQLMigrator(database)
+            for version, step in sorted(migrations, key=lambda m: m[0]):
+                if version in applied:
+                    continue
+                with database.atomic():
+                    step(migrator)
+                    SchemaVersion.create(version=version)
+                logger.info("applied migration %s to %s", version, settings.database)
+            current = max([0, *applied, *(v for v, _ in migrations)])
+        finally:
+            database.execute_sql("SELECT RELEASE_LOCK(%s)", (f"{settings.database}.migrate",))
+    logger.info("database %s is at schema version %s", settings.database, current)
+    return current
+
+
+class PreciseDateTimeField(peewee.DateTimeField):
+    """DATETIME(6): microseconds, so 'newest first' has a stable order."""
+
+    field_type = "DATETIME(6)"

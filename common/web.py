@@ -1,0 +1,79 @@
+"""The pieces every service's Sanic app shares: app construction, request ids, access log, /health."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json
+
+from common.config import Settings
+from common.errors import problem
+from common.logs import request_id_var, setup_logging
+
+access_logger = logging.getLogger("seckill.access")
+
+MAX_BODY_BYTES = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_app(settings: Settings, title: str) -> Sanic:
+    """A Sanic app with the shared JSON codec, limits, logging and OpenAPI metadata."""
+    log_config = setup_logging(settings.service_name, settings.log_level)
+    app = Sanic(
+        settings.service_name,
+        dumps=orjson.dumps,
+        loads=orjson.loads,
+        log_config=log_config,
+        configure_logging=True,
+    )
+    app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
+    app.config.ACCESS_LOG = False  # our own access line below carries ids
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.OAS_TITLE = title
+    app.config.OAS_VERSION = "1.0.0"
+    app.config.OAS_URL_PREFIX = "/docs"
+    app.ctx.settings = settings
+    return app
+
+
+def setup_requests(app: Sanic, settings: Settings) -> None:
+    """Request ids in and out, and one JSON access line per request."""
+
+    @app.on_request(priority=100)
+    async def assign_request_id(request: Request) -> None:
+        sent = request.headers.get("x-request-id")
+        request.ctx.request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request.ctx.started = time.perf_counter()
+        request_id_var.set(request.ctx.request_id)
+
+    @app.on_response(priority=100)
+    async def stamp_response(request: Request, response: HTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        if settings.access_log:
+            started = getattr(request.ctx, "started", time.perf_counter())
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status,
+                extra={
+                    "status": response.status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
+
+
+def setup_health(app: Sanic) -> None:
+    @app.get("/health", name="health")
+    async def health(request: Request) -> HTTPResponse:
+        """Liveness and readiness: the service answers and its database does too."""
+        if await request.app.ctx.db.ping():
+            return json({"status": "ok"})
+        return problem(503, "unhealthy", "the database does not answer")

@@ -1,0 +1,1 @@
+"""order_service: the orders the seckill produces; users read and pay their own."""

@@ -1,0 +1,79 @@
+"""order_service HTTP endpoints: parse, call the service, shape the response."""
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from common.auth import current_user, require_service
+from common.errors import NotFound
+from common.openapi import json_response, problem_response
+from common.validation import parse_body, parse_query
+from order_service.schemas import Accepted, NewOrders, Order, OrderPage, OrderQuery
+
+bp = Blueprint("orders")
+internal = Blueprint("internal_orders")
+
+MAX_ORDER_NO = 32
+
+
+def checked_order_no(order_no: str) -> str:
+    if len(order_no) > MAX_ORDER_NO:
+        raise NotFound(f"order {order_no[:MAX_ORDER_NO]}... not found")
+    return order_no
+
+
+@bp.get("/orders")
+@openapi.summary("List orders, newest first: your own, or anyone's for an admin")
+@openapi.tag("orders")
+@openapi.secured("bearer")
+@openapi.parameter("activity_id", int, "query")
+@openapi.parameter("user_id", int, "query", description="admins only, or your own id")
+@openapi.parameter("limit", int, "query", description="1 to 1000, default 50")
+@openapi.parameter("offset", int, "query", description="default 0")
+@json_response(200, OrderPage, "a page of orders")
+@problem_response(401, "unauthorized")
+@problem_response(403, "forbidden")
+@problem_response(422, "invalid_request")
+async def list_orders(request: Request) -> HTTPResponse:
+    principal = await current_user(request)
+    q = parse_query(request, OrderQuery)
+    page = await request.app.ctx.orders.list(principal, q.activity_id, q.user_id, q.limit, q.offset)
+    return json(page)
+
+
+@bp.get("/orders/<order_no:str>")
+@openapi.summary("One order: yours, or any for an admin")
+@openapi.tag("orders")
+@openapi.secured("bearer")
+@json_response(200, Order, "the order")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found (also for someone else's order)")
+async def get_order(request: Request, order_no: str) -> HTTPResponse:
+    principal = await current_user(request)
+    return json(await request.app.ctx.orders.get(principal, checked_order_no(order_no)))
+
+
+@bp.post("/orders/<order_no:str>/pay")
+@openapi.summary("Pay your order")
+@openapi.tag("orders")
+@openapi.secured("bearer")
+@json_response(200, Order, "the paid order")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found")
+@problem_response(409, "not_payable")
+async def pay_order(request: Request, order_no: str) -> HTTPResponse:
+    principal = await current_user(request)
+    return json(await request.app.ctx.orders.pay(principal, checked_order_no(order_no)))
+
+
+@internal.post("/internal/orders")
+@openapi.summary("Record orders committed by activity_service's seckill (idempotent)")
+@openapi.tag("internal")
+@openapi.body({"application/json": NewOrders}, required=True)
+@json_response(200, Accepted, "all given orders are stored")
+@problem_response(403, "forbidden: the service credential is required")
+@problem_response(422, "invalid_request")
+async def accept_orders(request: Request) -> HTTPResponse:
+    require_service(request)
+    body = parse_body(request, NewOrders)
+    return json({"accepted": await request.app.ctx.orders.accept(body.orders)})

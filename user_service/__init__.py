@@ -1,0 +1,1 @@
+"""user_service: accounts, password login, signed access tokens."""

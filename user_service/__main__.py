@@ -1,0 +1,3 @@
+from common.runner import main
+
+main("user_service")

@@ -1,0 +1,43 @@
+"""user_service app factory."""
+
+from sanic import Sanic
+
+from common.auth import TokenVerifier, load_private_key
+from common.client import setup_client
+from common.config import Settings
+from common.db import setup_db
+from common.discovery import setup_discovery
+from common.errors import setup_errors
+from common.openapi import setup_openapi
+from common.tracing import setup_tracing
+from common.web import new_app, setup_health, setup_requests
+from user_service.routes import bp
+from user_service.service import UserService
+
+
+def create_app(settings: Settings | None = None) -> Sanic:
+    settings = settings or Settings.from_env("user_service")
+    app = new_app(settings, "seckill user_service")
+    setup_errors(app)
+    setup_requests(app, settings)
+    setup_tracing(app, settings)
+    setup_db(app, settings)
+    setup_discovery(app, settings)
+    setup_client(app, settings)
+    setup_health(app)
+    setup_openapi(app)
+    app.blueprint(bp)
+
+    private_key = load_private_key(settings.token_private_key)
+    app.ctx.private_key = private_key
+    app.ctx.tokens = TokenVerifier(private_key.public_key())
+
+    @app.before_server_start
+    async def start_users(app: Sanic) -> None:
+        app.ctx.users = UserService(
+            app.ctx.db, private_key, settings.token_ttl_seconds, settings.password_hash_cost
+        )
+        if settings.admin_username and settings.admin_password:
+            await app.ctx.users.ensure_admin(settings.admin_username, settings.admin_password)
+
+    return app

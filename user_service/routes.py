@@ -1,0 +1,69 @@
+"""user_service HTTP endpoints: parse, call the service, shape the response."""
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from common.auth import current_user, public_jwk
+from common.openapi import json_response, problem_response
+from common.validation import parse_body
+from user_service.schemas import Credentials, JwkSet, Token, User
+
+bp = Blueprint("users")
+
+
+@bp.post("/users")
+@openapi.summary("Register an account")
+@openapi.tag("users")
+@openapi.body({"application/json": Credentials}, required=True)
+@json_response(201, User, "the new account")
+@problem_response(409, "username_taken")
+@problem_response(422, "invalid_request")
+async def register(request: Request) -> HTTPResponse:
+    body = parse_body(request, Credentials)
+    user = await request.app.ctx.users.register(body.username, body.password)
+    return json(user, status=201)
+
+
+@bp.post("/tokens")
+@openapi.summary("Log in: exchange a username and password for an access token")
+@openapi.tag("users")
+@openapi.body({"application/json": Credentials}, required=True)
+@json_response(200, Token, "a bearer access token")
+@problem_response(401, "invalid_credentials")
+@problem_response(422, "invalid_request")
+async def login(request: Request) -> HTTPResponse:
+    body = parse_body(request, Credentials)
+    return json(await request.app.ctx.users.login(body.username, body.password))
+
+
+@bp.get("/users/me")
+@openapi.summary("The account behind the access token")
+@openapi.tag("users")
+@openapi.secured("bearer")
+@json_response(200, User, "your account")
+@problem_response(401, "unauthorized")
+async def me(request: Request) -> HTTPResponse:
+    principal = await current_user(request)
+    return json(await request.app.ctx.users.get_user(principal, principal.user_id))
+
+
+@bp.get("/users/<user_id:int>")
+@openapi.summary("One account: your own, or any for an admin")
+@openapi.tag("users")
+@openapi.secured("bearer")
+@json_response(200, User, "the account")
+@problem_response(401, "unauthorized")
+@problem_response(403, "forbidden")
+@problem_response(404, "not_found")
+async def get_user(request: Request, user_id: int) -> HTTPResponse:
+    principal = await current_user(request)
+    return json(await request.app.ctx.users.get_user(principal, user_id))
+
+
+@bp.get("/.well-known/jwks.json")
+@openapi.summary("The public key that verifies access tokens")
+@openapi.tag("keys")
+@json_response(200, JwkSet, "a JSON Web Key Set")
+async def jwks(request: Request) -> HTTPResponse:
+    return json({"keys": [public_jwk(request.app.ctx.private_key)]})

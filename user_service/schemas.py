@@ -1,0 +1,31 @@
+"""user_service request and response models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    username: str = Field(pattern=USERNAME_PATTERN, examples=["alice"])
+    password: str = Field(min_length=8, max_length=128, examples=["correct-horse-42"])
+
+
+class User(BaseModel):
+    id: int
+    username: str
+    is_admin: bool
+    created_at: str = Field(examples=["2026-11-26T15:00:00Z"])
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = Field(examples=["bearer"])
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class JwkSet(BaseModel):
+    keys: list[dict]
