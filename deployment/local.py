@@ -65,8 +65,8 @@ def ensure_local_secrets() -> dict[str, str]:
 def service_env() -> dict[str, str]:
     """Defaults < generated local secrets < .env < the caller's environment."""
     env = dict(ensure_local_secrets())
-    env.update(read_env_file(ROOT / ".env"))
-    env.update(os.environ)
+    for layer in (read_env_file(ROOT / ".env"), os.environ):
+        env.update({key: value for key, value in layer.items() if value})
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -78,7 +78,8 @@ def migrate(env: dict[str, str]) -> None:
 
 def run(env: dict[str, str]) -> int:
     migrate(env)
-    if not os.environ.get("ADMIN_USERNAME"):
+    generated = read_env_file(LOCAL / "secrets.env")
+    if env.get("ADMIN_PASSWORD") == generated.get("ADMIN_PASSWORD"):
         print(
             f"\n  development admin: {env['ADMIN_USERNAME']} / {env['ADMIN_PASSWORD']}"
             f"  (from {LOCAL / 'secrets.env'})\n",
