@@ -128,9 +128,15 @@ class Seckill:
                     logger.exception("seckill batch for activity %s failed", activity_id)
                     failure = ServiceUnavailable("the seckill could not be recorded; try again")
                     outcomes = {user_id: Outcome(error=failure) for user_id, _ in batch}
+                answered: set[int] = set()
                 for user_id, future in batch:
+                    outcome = outcomes[user_id]
+                    if user_id in answered and outcome.created:
+                        # Only one call placed the order; the user's repeats are told it exists.
+                        outcome = Outcome(order=outcome.order)
+                    answered.add(user_id)
                     if not future.done():
-                        future.set_result(outcomes[user_id])
+                        future.set_result(outcome)
         finally:
             state.running = False
 
