@@ -165,9 +165,14 @@ def create_activity(environment: Environment, stock: int) -> int:
 
 
 @events.init.add_listener
-def require_admin(environment: Environment, **_) -> None:
+def check_options(environment: Environment, **_) -> None:
     options = environment.parsed_options
-    if options is not None and not options.admin_password:
+    if options is None:
+        return
+    if options.master or options.worker:
+        # The gate, the answers and the final check live in one process's memory.
+        sys.exit("locustfile: runs in one process; drop --master / --worker")
+    if not options.admin_password:
         sys.exit(
             "locustfile: set ADMIN_PASSWORD (or --admin-password): the run creates its "
             "activity and checks every order as admin"
