@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from common.config import SERVICE_PORTS
+from common.config import SERVICE_PORTS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -176,3 +176,42 @@ def test_env_template_lists_every_variable_the_compose_file_reads(compose):
 def test_the_build_context_never_carries_local_secrets():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".local/", ".venv/"} <= set(ignored)
+
+
+def interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, with `dotenv` as the .env file."""
+
+    def one(match: re.Match) -> str:
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        if dotenv.get(name):
+            return dotenv[name]
+        if op == ":?":
+            raise AssertionError(f"compose would refuse to start: {arg}")
+        return arg
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", one, value)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_service_reads_its_compose_environment_as_intended(compose, name):
+    dotenv = {
+        "MYSQL_ROOT_PASSWORD": "root-pw",
+        "ADMIN_PASSWORD": "admin-pw",
+        "TOKEN_PRIVATE_KEY": "a-pem",
+        "SERVICE_TOKEN": "a-token",
+    }
+    env = {k: interpolate(v, dotenv) for k, v in environment(compose["services"][name]).items()}
+    settings = Settings.from_env(env["SERVICE"], env)
+    assert (settings.host, settings.port) == ("0.0.0.0", SERVICE_PORTS[name])
+    assert (settings.mysql_host, settings.mysql_password) == ("mysql", "root-pw")
+    assert settings.consul_host == "consul" and settings.otel_endpoint == "http://jaeger:4318"
+    assert settings.admin_username == "admin" and settings.admin_password == "admin-pw"
+    assert settings.peer_urls == {n: f"http://{n}:{p}" for n, p in SERVICE_PORTS.items()}
+
+
+def test_compose_refuses_to_start_without_the_change_me_secrets(compose):
+    env = environment(compose["services"]["user_service"])
+    with pytest.raises(AssertionError, match="set ADMIN_PASSWORD"):
+        interpolate(env["ADMIN_PASSWORD"], {})
+    with pytest.raises(AssertionError, match="set MYSQL_ROOT_PASSWORD"):
+        interpolate(env["MYSQL_PASSWORD"], {})
