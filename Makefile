@@ -1,13 +1,16 @@
 # make run   - set up .venv, databases and tables, then run the three services (Ctrl-C stops them)
 # make test  - the same set-up, then the whole test suite
 # make bench - the seckill benchmark (prints figures; asserts nothing about speed)
+# make load  - a Locust flash sale against `make run` (LOAD_ARGS; LOAD_ARGS= opens the web UI)
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint migrate clean
+LOAD_ARGS ?= --headless --users 200 --spawn-rate 100 --run-time 2m
+
+.PHONY: run test bench load lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +29,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m deployment.bench $(BENCH_ARGS)
+
+load: $(STAMP)
+	$(PY) -m deployment.local load $(LOAD_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
     python -m deployment.local run        # what `make run` does
     python -m deployment.local migrate    # create databases and tables only
     python -m deployment.local env        # print the environment the services get
+    python -m deployment.local load ARGS  # Locust against the local run, admin from the secrets
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common.config import SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -116,12 +119,30 @@ def run(env: dict[str, str]) -> int:
     return exit_code
 
 
+def load(env: dict[str, str], args: list[str]) -> None:
+    """Replace this process with Locust, given the admin account the services were started with."""
+    locustfile = str(ROOT / "deployment" / "locust" / "locustfile.py")
+    urls = {
+        name: env.get(f"{name.upper()}_URL")
+        or f"http://127.0.0.1:{env.get(f'{name.upper()}_PORT', port)}"
+        for name, port in SERVICE_PORTS.items()
+    }
+    env.setdefault("LOCUST_USER_URL", urls["user_service"])
+    env.setdefault("LOCUST_ORDER_URL", urls["order_service"])
+    argv = [sys.executable, "-m", "locust", "-f", locustfile, "--host", urls["activity_service"]]
+    argv += args
+    os.execve(sys.executable, argv, env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m deployment.local")
-    parser.add_argument("command", choices=["run", "migrate", "env"])
+    parser.add_argument("command", choices=["run", "migrate", "env", "load"])
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="for load: locust's options")
     args = parser.parse_args()
     env = service_env()
-    if args.command == "migrate":
+    if args.command == "load":
+        load(env, args.args)
+    elif args.command == "migrate":
         migrate(env)
     elif args.command == "env":
         for key in sorted(read_env_file(LOCAL / "secrets.env")):

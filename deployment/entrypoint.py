@@ -1,0 +1,127 @@
+"""The container's entrypoint: one image, the service chosen by SERVICE.
+
+python -m deployment.entrypoint serve          wait for MySQL, migrate, then exec the service
+python -m deployment.entrypoint migrate        wait for MySQL, migrate, exit
+python -m deployment.entrypoint health         exit 0 when this container's /health says ok
+python -m deployment.entrypoint init-secrets DIR
+                                               create the signing key and service credential
+                                               in DIR once; never overwrite them
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pymysql
+
+from common.config import SERVICE_PORTS, Settings
+
+
+def log(message: str) -> None:
+    print(f"entrypoint: {message}", file=sys.stderr, flush=True)
+
+
+def service_name() -> str:
+    name = os.environ.get("SERVICE", "")
+    if name not in SERVICE_PORTS:
+        sys.exit(f"entrypoint: SERVICE must be one of {', '.join(SERVICE_PORTS)}, got {name!r}")
+    return name
+
+
+def wait_for_mysql(settings: Settings, timeout: float) -> None:
+    """Poll until MySQL accepts a login: in compose it may still be initialising its volume."""
+    deadline = time.monotonic() + timeout
+    where = f"{settings.mysql_user}@{settings.mysql_host}:{settings.mysql_port}"
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            pymysql.connect(
+                host=settings.mysql_host,
+                port=settings.mysql_port,
+                user=settings.mysql_user,
+                password=settings.mysql_password,
+                connect_timeout=2,
+            ).close()
+        except pymysql.err.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                sys.exit(f"entrypoint: MySQL at {where} did not answer within {timeout:g}s: {exc}")
+            if attempts == 1:
+                log(f"waiting for MySQL at {where}")
+            time.sleep(1)
+            continue
+        log(f"MySQL at {where} is up (attempt {attempts})")
+        return
+
+
+def migrate(name: str) -> None:
+    result = subprocess.run([sys.executable, "-m", name, "migrate"], check=False)
+    if result.returncode != 0:
+        sys.exit(f"entrypoint: migrating {name} failed with exit code {result.returncode}")
+    log(f"{name} database is up to date")
+
+
+def health(name: str) -> int:
+    port = os.environ.get(f"{name.upper()}_PORT") or str(SERVICE_PORTS[name])
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as reply:
+            return 0 if reply.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
+
+
+def init_secrets(directory: Path) -> None:
+    """Generate what user_service signs with and what services show each other, once."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "token_key.pem"
+    if not key_file.exists():
+        key_file.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        log(f"generated the token signing key in {key_file}")
+    token_file = directory / "service_token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(32))
+        token_file.chmod(0o600)
+        log(f"generated the service credential in {token_file}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m deployment.entrypoint")
+    parser.add_argument("command", choices=["serve", "migrate", "health", "init-secrets"])
+    parser.add_argument("directory", nargs="?", type=Path, help="for init-secrets")
+    args = parser.parse_args(argv)
+    if args.command == "init-secrets":
+        if args.directory is None:
+            parser.error("init-secrets needs a directory")
+        init_secrets(args.directory)
+        return
+    name = service_name()
+    if args.command == "health":
+        sys.exit(health(name))
+    settings = Settings.from_env(name)
+    wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))
+    migrate(name)
+    if args.command == "serve":
+        log(f"starting {name} on {settings.host}:{settings.port}")
+        os.execv(sys.executable, [sys.executable, "-m", name, "serve"])
+
+
+if __name__ == "__main__":
+    main()

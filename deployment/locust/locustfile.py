@@ -1,0 +1,360 @@
+"""A flash sale under load: shoppers sign up, browse, then all hit one activity's seckill at once.
+
+    locust -f deployment/locust/locustfile.py --headless -u 200 -r 50 --run-time 2m \\
+        --host http://127.0.0.1:8002 --user-url http://127.0.0.1:8001 \\
+        --order-url http://127.0.0.1:8003
+
+--host is activity_service. Each shopper registers and logs in (user_service), lists the
+activities, then waits at a gate until every shopper of the run is ready, so the seckill calls
+start at the same moment. 201 (placed), 200 (this shopper's existing order) and 409 sold_out
+are the expected answers, not failures. Each shopper makes --attempts seckill calls, looks at
+its own orders, and stops; the run ends when all have.
+
+When the run stops, the invariant check runs through the API as admin (ADMIN_USERNAME /
+ADMIN_PASSWORD): order_service holds exactly stock - remaining orders for the activity, one
+per user, every order a shopper was answered with exists, and remaining is 0 once sold_out
+was answered. It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed
+check makes locust exit non-zero. The activity is created at the start (stock: --stock, or
+half the shoppers), or given with --activity-id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import gevent
+import requests
+from gevent.event import Event
+from locust import HttpUser, between, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+
+logger = logging.getLogger("seckill.load")
+PASSWORD = "load-test-password"
+SECKILL = "/activities/[id]/seckill"
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--user-url",
+        env_var="LOCUST_USER_URL",
+        default="http://127.0.0.1:8001",
+        help="user_service base URL",
+    )
+    parser.add_argument(
+        "--order-url",
+        env_var="LOCUST_ORDER_URL",
+        default="http://127.0.0.1:8003",
+        help="order_service base URL",
+    )
+    parser.add_argument(
+        "--activity-id",
+        env_var="LOCUST_ACTIVITY_ID",
+        type=int,
+        default=0,
+        help="the activity to hit; 0 creates one at the start of each run",
+    )
+    parser.add_argument(
+        "--stock",
+        env_var="LOCUST_STOCK",
+        type=int,
+        default=0,
+        help="stock of the created activity; 0 means half the shoppers",
+    )
+    parser.add_argument(
+        "--attempts",
+        env_var="LOCUST_ATTEMPTS",
+        type=int,
+        default=3,
+        help="seckill calls per shopper",
+    )
+    parser.add_argument(
+        "--gate-timeout",
+        env_var="LOCUST_GATE_TIMEOUT",
+        type=float,
+        default=120,
+        help="longest wait for all shoppers to be ready before the seckill starts",
+    )
+    parser.add_argument(
+        "--settle-timeout",
+        env_var="LOCUST_SETTLE_TIMEOUT",
+        type=float,
+        default=15,
+        help="how long the final check waits for orders to arrive",
+    )
+    parser.add_argument("--admin-username", env_var="ADMIN_USERNAME", default="admin")
+    parser.add_argument("--admin-password", env_var="ADMIN_PASSWORD", default="", is_secret=True)
+
+
+@dataclass
+class Run:
+    """What one load run (test_start to test_stop) has seen."""
+
+    activity_id: int
+    created: bool
+    shoppers: int
+    token: str = field(default_factory=lambda: secrets.token_hex(3))
+    gate: Event = field(default_factory=Event)
+    arrived: int = 0
+    finished: int = 0
+    answers: Counter = field(default_factory=Counter)
+    order_of: dict[int, str] = field(default_factory=dict)
+    checked: bool = False
+    names: itertools.count = field(default_factory=itertools.count)
+
+    def arrive(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.shoppers:
+            self.gate.set()
+
+    def leave(self, environment: Environment) -> None:
+        """A shopper is done; the last one ends the run."""
+        self.finished += 1
+        if self.finished >= self.shoppers:
+            gevent.spawn(end_run, environment)
+        raise StopUser()
+
+    def username(self) -> str:
+        return f"lt{self.token}_{next(self.names)}"
+
+
+RUN: Run | None = None
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def admin_session(options) -> requests.Session:
+    session = requests.Session()
+    reply = session.post(
+        f"{options.user_url}/tokens",
+        json={"username": options.admin_username, "password": options.admin_password},
+        timeout=30,
+    )
+    if reply.status_code != 200:
+        raise RuntimeError(f"admin login failed: {reply.status_code} {reply.text[:200]}")
+    session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
+    return session
+
+
+def create_activity(environment: Environment, stock: int) -> int:
+    now = datetime.now(UTC)
+    body = {
+        "name": f"Load run {now:%H:%M:%S}",
+        "product_name": "Keyboard",
+        "price": "19.90",
+        "stock": stock,
+        "starts_at": iso(now - timedelta(minutes=1)),
+        "ends_at": iso(now + timedelta(hours=1)),
+    }
+    reply = admin_session(environment.parsed_options).post(
+        f"{environment.host}/activities", json=body, timeout=30
+    )
+    if reply.status_code != 201:
+        raise RuntimeError(f"creating the activity failed: {reply.status_code} {reply.text[:200]}")
+    return reply.json()["id"]
+
+
+@events.init.add_listener
+def check_options(environment: Environment, **_) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return
+    if options.master or options.worker:
+        # The gate, the answers and the final check live in one process's memory.
+        sys.exit("locustfile: runs in one process; drop --master / --worker")
+    if not options.admin_password:
+        sys.exit(
+            "locustfile: set ADMIN_PASSWORD (or --admin-password): the run creates its "
+            "activity and checks every order as admin"
+        )
+
+
+@events.test_start.add_listener
+def start_run(environment: Environment, **_) -> None:
+    global RUN
+    options = environment.parsed_options
+    shoppers = environment.runner.target_user_count
+    if options.activity_id:
+        RUN = Run(options.activity_id, created=False, shoppers=shoppers)
+    else:
+        stock = options.stock or max(1, shoppers // 2)
+        RUN = Run(create_activity(environment, stock), created=True, shoppers=shoppers)
+        logger.info("created activity %s with stock %s", RUN.activity_id, stock)
+    logger.info("%s shoppers will hit activity %s", shoppers, RUN.activity_id)
+
+
+class Shopper(HttpUser):
+    host = "http://127.0.0.1:8002"
+    wait_time = between(0.05, 0.3)
+
+    def on_start(self) -> None:
+        self.run, self.token, self.attempts = RUN, None, 0
+        options = self.environment.parsed_options
+        try:
+            self.token = self.sign_up(options.user_url)
+            self.client.get("/activities?limit=20", name="/activities")
+            self.client.get(f"/activities/{self.run.activity_id}", name="/activities/[id]")
+        finally:
+            self.run.arrive()
+        if self.token is None:
+            self.run.leave(self.environment)
+        if not self.run.gate.wait(timeout=options.gate_timeout):
+            logger.warning(
+                "not every shopper was ready after %ss; starting anyway", options.gate_timeout
+            )
+            self.run.gate.set()
+
+    def sign_up(self, user_url: str) -> str | None:
+        username = self.run.username()
+        credentials = {"username": username, "password": PASSWORD}
+        reply = self.client.post(f"{user_url}/users", json=credentials, name="/users")
+        if reply.status_code != 201:
+            return None
+        self.user_id = reply.json()["id"]
+        reply = self.client.post(f"{user_url}/tokens", json=credentials, name="/tokens")
+        if reply.status_code != 200:
+            return None
+        return reply.json()["access_token"]
+
+    @task
+    def seckill(self) -> None:
+        if self.attempts >= self.environment.parsed_options.attempts:
+            self.finish()
+        self.attempts += 1
+        with self.client.post(
+            f"/activities/{self.run.activity_id}/seckill",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name=SECKILL,
+            catch_response=True,
+        ) as reply:
+            self.judge(reply)
+
+    def judge(self, reply) -> None:
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        code = body.get("code") if isinstance(body, dict) else None
+        if reply.status_code in (200, 201) and isinstance(body, dict) and "order_no" in body:
+            known = self.run.order_of.setdefault(self.user_id, body["order_no"])
+            if known != body["order_no"]:
+                reply.failure(f"second order {body['order_no']} for user {self.user_id}")
+                return
+            self.run.answers["placed" if reply.status_code == 201 else "repeat"] += 1
+            reply.success()
+        elif reply.status_code == 409 and code == "sold_out":
+            self.run.answers["sold_out"] += 1
+            reply.success()
+        else:
+            reply.failure(f"{reply.status_code} {code or reply.text[:100]}")
+
+    def finish(self) -> None:
+        options = self.environment.parsed_options
+        self.client.get(
+            f"{options.order_url}/orders?activity_id={self.run.activity_id}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name="/orders (own)",
+        )
+        self.run.leave(self.environment)
+
+
+def end_run(environment: Environment) -> None:
+    """Every shopper is done: stop the run (and, headless, locust itself)."""
+    if environment.parsed_options.headless:
+        environment.runner.quit()
+    else:
+        environment.runner.stop()
+
+
+def all_orders(session: requests.Session, order_url: str, activity_id: int) -> list[dict]:
+    orders: list[dict] = []
+    while True:
+        reply = session.get(
+            f"{order_url}/orders",
+            params={"activity_id": activity_id, "limit": 1000, "offset": len(orders)},
+            timeout=30,
+        )
+        reply.raise_for_status()
+        page = reply.json()
+        orders.extend(page["items"])
+        if not page["items"] or len(orders) >= page["total"]:
+            return orders
+
+
+def problems_of(run: Run, activity: dict, orders: list[dict]) -> list[str]:
+    found = []
+    sold = activity["stock"] - activity["remaining"]
+    if activity["remaining"] < 0:
+        found.append(f"remaining is {activity['remaining']}")
+    if len(orders) != sold:
+        found.append(f"{len(orders)} orders but {sold} sold")
+    users = Counter(order["user_id"] for order in orders)
+    if doubled := [user for user, n in users.items() if n > 1]:
+        found.append(f"{len(doubled)} users with more than one order")
+    numbers = {order["order_no"] for order in orders}
+    if len(numbers) != len(orders):
+        found.append("duplicate order numbers")
+    if missing := set(run.order_of.values()) - numbers:
+        found.append(f"{len(missing)} order numbers answered to shoppers are missing")
+    if run.answers["sold_out"] and activity["remaining"] != 0:
+        found.append(f"sold_out answered while remaining is {activity['remaining']}")
+    if run.created and run.finished >= run.shoppers and run.answers["placed"] != len(orders):
+        found.append(f"{run.answers['placed']} placed answers but {len(orders)} orders")
+    return found
+
+
+def check_invariants(environment: Environment) -> bool:
+    """Poll the API until the books balance or --settle-timeout passes; print one line."""
+    run, options = RUN, environment.parsed_options
+    if run is None or run.checked:
+        return True
+    run.checked = True
+    deadline = time.monotonic() + options.settle_timeout
+    try:
+        session = admin_session(options)
+        while True:
+            reply = session.get(f"{environment.host}/activities/{run.activity_id}", timeout=30)
+            reply.raise_for_status()
+            activity = reply.json()
+            orders = all_orders(session, options.order_url, run.activity_id)
+            found = problems_of(run, activity, orders)
+            if not found or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    except (requests.RequestException, RuntimeError, KeyError) as exc:
+        found, activity, orders = [f"the check could not read the API: {exc}"], None, []
+    answers = " ".join(f"{k}={run.answers[k]}" for k in ("placed", "repeat", "sold_out"))
+    if activity is not None:
+        figures = (
+            f"activity={run.activity_id} stock={activity['stock']} "
+            f"remaining={activity['remaining']} orders={len(orders)} "
+            f"users={len({o['user_id'] for o in orders})}"
+        )
+    else:
+        figures = f"activity={run.activity_id}"
+    verdict = "INVARIANT OK" if not found else "INVARIANT FAILED: " + "; ".join(found)
+    print(f"{verdict} | {figures} | answers {answers}", flush=True)
+    return not found
+
+
+@events.test_stop.add_listener
+def check_at_stop(environment: Environment, **_) -> None:
+    if not check_invariants(environment):
+        environment.process_exit_code = 1
+
+
+@events.quitting.add_listener
+def check_at_quit(environment: Environment, **_) -> None:
+    # Ctrl-C quits before the runner stops; the check still runs, once.
+    if not check_invariants(environment):
+        environment.process_exit_code = 1

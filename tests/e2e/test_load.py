@@ -1,0 +1,139 @@
+"""The Locust load run as a smoke test: a short headless flash sale with zero failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+
+from tests.stack import ADMIN, ROOT
+
+LOCUSTFILE = ROOT / "deployment" / "locust" / "locustfile.py"
+
+
+def locust(
+    stack, tmp_path, *args: str, admin: bool = True
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the locustfile headless against the stack; its output and its final stats."""
+    stats_file = tmp_path / f"stats-{secrets.token_hex(3)}.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ADMIN_"))}
+    if admin:
+        env.update(ADMIN_USERNAME=ADMIN[0], ADMIN_PASSWORD=ADMIN[1])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--only-summary",
+            "--host",
+            stack.activity_url,
+            "--user-url",
+            stack.user_url,
+            "--order-url",
+            stack.order_url,
+            "--json-file",
+            str(stats_file.with_suffix("")),
+            *args,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else []
+    return result, {row["name"]: row for row in stats}
+
+
+async def test_a_flash_sale_sells_exactly_its_stock_with_no_failures(stack, tmp_path):
+    result, stats = await asyncio.to_thread(
+        locust,
+        stack,
+        tmp_path,
+        "--users",
+        "50",
+        "--spawn-rate",
+        "50",
+        "--run-time",
+        "90s",
+        "--stock",
+        "20",
+        "--attempts",
+        "3",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    line = re.search(
+        r"^INVARIANT OK \| activity=(\d+) stock=20 remaining=0 orders=20 users=20 "
+        r"\| answers placed=20 repeat=(\d+) sold_out=(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert line, output[-4000:]
+    # Every user made three attempts: 20 placed, their 40 repeats, 30 users sold out three times.
+    assert (int(line.group(2)), int(line.group(3))) == (40, 90)
+
+    seckill = stats["/activities/[id]/seckill"]
+    assert seckill["num_requests"] == 150 and seckill["num_failures"] == 0
+    assert all(row["num_failures"] == 0 for row in stats.values()), stats
+    assert stats["/users"]["num_requests"] == 50
+
+    activity_id = int(line.group(1))
+    rows = stack.query(
+        "activity_service", "SELECT stock, remaining FROM activities WHERE id = %s", (activity_id,)
+    )
+    assert rows == [{"stock": 20, "remaining": 0}]
+    orders = stack.query(
+        "order_service",
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users FROM orders WHERE activity_id = %s",
+        (activity_id,),
+    )
+    assert orders == [{"n": 20, "users": 20}]
+
+
+async def test_the_check_fails_when_the_books_do_not_balance(stack, api, tmp_path):
+    activity = await api.create_activity(stock=3)
+    # A stray order that no seckill sold: order_service now holds one more than stock - remaining.
+    stack.query(
+        "order_service",
+        "INSERT INTO orders (order_no, activity_id, user_id, amount, status, created_at) "
+        "VALUES (%s, %s, %s, %s, 'created', NOW(6))",
+        ("stray" + secrets.token_hex(6), activity["id"], 10**9, "19.90"),
+    )
+    result, stats = await asyncio.to_thread(
+        locust,
+        stack,
+        tmp_path,
+        "--users",
+        "5",
+        "--spawn-rate",
+        "5",
+        "--run-time",
+        "60s",
+        "--activity-id",
+        str(activity["id"]),
+        "--attempts",
+        "1",
+        "--settle-timeout",
+        "2",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert re.search(r"^INVARIANT FAILED: 4 orders but 3 sold \|", result.stdout, re.M), (
+        result.stdout
+    )
+    assert stats["/activities/[id]/seckill"]["num_failures"] == 0
+
+
+async def test_refuses_to_run_without_admin_credentials(stack, tmp_path):
+    result, _ = await asyncio.to_thread(
+        locust, stack, tmp_path, "--users", "1", "--run-time", "5s", admin=False
+    )
+    assert result.returncode != 0
+    assert "set ADMIN_PASSWORD" in result.stderr

@@ -1,0 +1,217 @@
+"""docker-compose.yml: valid compose-spec, and wired so that `docker compose up` can work."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from common.config import SERVICE_PORTS, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = tuple(SERVICE_PORTS)
+# Addresses a service binds or advertises for itself, not a peer it reaches.
+OWN_ADDRESS = {"SERVICE_HOST", "SERVICE_ADVERTISE_HOST"}
+SECRET = re.compile(r"PASSWORD|TOKEN$|PRIVATE_KEY$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def host_ports(entry: str | dict) -> set[int]:
+    """The host ports one `ports:` entry publishes (short syntax, ranges included)."""
+    if isinstance(entry, dict):
+        published = str(entry.get("published", ""))
+    else:
+        parts = str(entry).split(":")
+        published = parts[-2] if len(parts) >= 2 else ""
+    if not published:
+        return set()
+    first, _, last = published.partition("-")
+    return set(range(int(first), int(last or first) + 1))
+
+
+def test_validates_against_the_compose_spec_schema():
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_an_unknown_key(tmp_path):
+    bad = tmp_path / "compose.yml"
+    bad.write_text(COMPOSE_FILE.read_text().replace("    profiles: [", "    profile: ["))
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "profile" in result.stdout
+
+
+def test_has_no_version_key_and_the_whole_stack(compose):
+    assert "version" not in compose
+    assert {"mysql", "consul", "jaeger", "locust", *APP_SERVICES} <= set(compose["services"])
+    assert compose["services"]["locust"]["profiles"] == ["load"]
+
+
+def test_every_host_in_an_environment_is_a_service_of_the_file(compose):
+    services = set(compose["services"])
+    checked = 0
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if key in OWN_ADDRESS or not value or "${" in value:
+                continue
+            if "://" in value:
+                host = urlsplit(value).hostname
+            elif key.endswith("_HOST"):
+                host = value
+            else:
+                continue
+            assert host in services, f"{name}: {key}={value} names no service of the file"
+            checked += 1
+    assert checked >= 20
+
+
+def test_peer_urls_use_the_port_each_service_listens_on(compose):
+    for name in (*APP_SERVICES, "locust"):
+        for key, value in environment(compose["services"][name]).items():
+            url = urlsplit(value)
+            if url.hostname in SERVICE_PORTS:
+                assert url.port == SERVICE_PORTS[url.hostname], f"{name}: {key}={value}"
+
+
+def test_app_services_find_consul_trace_to_jaeger_and_listen_on_all_interfaces(compose):
+    for name in APP_SERVICES:
+        env = environment(compose["services"][name])
+        assert env["SERVICE"] == name
+        assert env["CONSUL_HOST"] == "consul" and env["CONSUL_PORT"] == "8500"
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        assert env["SERVICE_HOST"] == "0.0.0.0"
+        assert env["MYSQL_HOST"] == "mysql"
+
+
+def test_published_host_ports_are_unique(compose):
+    seen: dict[int, str] = {}
+    for name, service in compose["services"].items():
+        for entry in service.get("ports", []):
+            for port in host_ports(entry):
+                assert port not in seen, f"host port {port}: {seen.get(port)} and {name}"
+                seen[port] = name
+    assert {8001, 8002, 8003, 8089, 8500, 16686} <= set(seen)
+
+
+def test_every_dependency_is_awaited_on_a_condition_it_can_meet(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for target, rule in depends.items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits on {target}'s health"
+            else:
+                # A one-shot job: it must run once and exit, not be restarted.
+                assert rule["condition"] == "service_completed_successfully", (name, target)
+                assert services[target].get("restart") == "no", target
+
+
+def test_app_services_have_a_healthcheck_and_wait_for_mysql_and_consul(compose):
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        assert "deployment.entrypoint" in " ".join(service["healthcheck"]["test"])
+        for peer in ("mysql", "consul"):
+            assert service["depends_on"][peer]["condition"] == "service_healthy"
+
+
+def test_scaled_services_have_no_fixed_name_or_single_host_port(compose):
+    for name, service in compose["services"].items():
+        assert "container_name" not in service, name
+    order_ports = [host_ports(entry) for entry in compose["services"]["order_service"]["ports"]]
+    assert all(len(ports) >= 3 for ports in order_ports), "order_service must scale to 3"
+
+
+def test_mysql_keeps_its_data_in_a_named_volume(compose):
+    mounts = compose["services"]["mysql"]["volumes"]
+    assert "mysql-data:/var/lib/mysql" in mounts
+    assert "mysql-data" in compose["volumes"]
+
+
+def test_secrets_come_from_the_environment_never_from_the_file(compose):
+    checked = 0
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if SECRET.search(key) and not key.endswith("_FILE"):
+                assert value.startswith("${"), f"{name}: {key} is written into the file"
+                checked += 1
+    assert checked >= 8
+
+
+def test_env_template_lists_every_variable_the_compose_file_reads(compose):
+    template = (ROOT / ".env_template").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", template, re.M))
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    assert used and used <= listed, f"missing in .env_template: {sorted(used - listed)}"
+
+
+def test_the_build_context_never_carries_local_secrets():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".local/", ".venv/"} <= set(ignored)
+
+
+def interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, with `dotenv` as the .env file."""
+
+    def one(match: re.Match) -> str:
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        if dotenv.get(name):
+            return dotenv[name]
+        if op == ":?":
+            raise AssertionError(f"compose would refuse to start: {arg}")
+        return arg
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", one, value)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_service_reads_its_compose_environment_as_intended(compose, name):
+    dotenv = {
+        "MYSQL_ROOT_PASSWORD": "root-pw",
+        "ADMIN_PASSWORD": "admin-pw",
+        "TOKEN_PRIVATE_KEY": "a-pem",
+        "SERVICE_TOKEN": "a-token",
+    }
+    env = {k: interpolate(v, dotenv) for k, v in environment(compose["services"][name]).items()}
+    settings = Settings.from_env(env["SERVICE"], env)
+    assert (settings.host, settings.port) == ("0.0.0.0", SERVICE_PORTS[name])
+    assert (settings.mysql_host, settings.mysql_password) == ("mysql", "root-pw")
+    assert settings.consul_host == "consul" and settings.otel_endpoint == "http://jaeger:4318"
+    assert settings.admin_username == "admin" and settings.admin_password == "admin-pw"
+    assert settings.peer_urls == {n: f"http://{n}:{p}" for n, p in SERVICE_PORTS.items()}
+
+
+def test_compose_refuses_to_start_without_the_change_me_secrets(compose):
+    env = environment(compose["services"]["user_service"])
+    with pytest.raises(AssertionError, match="set ADMIN_PASSWORD"):
+        interpolate(env["ADMIN_PASSWORD"], {})
+    with pytest.raises(AssertionError, match="set MYSQL_ROOT_PASSWORD"):
+        interpolate(env["MYSQL_PASSWORD"], {})
