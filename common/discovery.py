@@ -37,10 +37,13 @@ class Resolver(Protocol):
 
 
 class StaticResolver:
-    """Peers at fixed addresses from USER_SERVICE_URL, ACTIVITY_SERVICE_URL, ORDER_SERVICE_URL."""
+    """Peers at fixed addresses: USER_SERVICE_URL etc., each one URL or several, comma-separated."""
 
     def __init__(self, urls: dict[str, str]):
-        self._urls = {name: [url.rstrip("/")] for name, url in urls.items()}
+        self._urls = {
+            name: [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+            for name, value in urls.items()
+        }
 
     def instances(self, peer: str) -> list[str]:
         return self._urls.get(peer, [])

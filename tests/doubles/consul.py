@@ -95,6 +95,7 @@ class ConsulDouble:
         self.register_calls: Counter[str] = Counter()
         self.deregister_calls: Counter[str] = Counter()
         self.check_runs: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()  # "GET /v1/health/service/x" -> how many
         self._services: dict[str, dict] = {}
         self._checks: dict[str, _Check] = {}
         self._raft = 1
@@ -131,7 +132,7 @@ class ConsulDouble:
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
         self._session = aiohttp.ClientSession()
-        app = web.Application()
+        app = web.Application(middlewares=[self._count])
         app.router.add_put("/v1/agent/service/register", self._register)
         app.router.add_put("/v1/agent/service/deregister/{id}", self._deregister)
         app.router.add_get("/v1/agent/services", self._agent_services)
@@ -144,6 +145,8 @@ class ConsulDouble:
         await self._stopping.wait()
         for check in self._checks.values():
             check.task.cancel()
+        async with self._changed:  # answer the blocking queries now
+            self._changed.notify_all()
         await runner.cleanup()
         await self._session.close()
 
@@ -195,6 +198,11 @@ class ConsulDouble:
             await asyncio.sleep(check.interval)
 
     # -- handlers -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler) -> web.StreamResponse:
+        self.requests[f"{request.method} {request.path}"] += 1
+        return await handler(request)
 
     def _answer(self, body: Any, index: int | None = None, status: int = 200) -> web.Response:
         headers = {"X-Consul-Knownleader": "true", "X-Consul-Lastcontact": "0"}
@@ -271,7 +279,11 @@ class ConsulDouble:
         if index > 0:
             deadline = time.monotonic() + wait
             async with self._changed:
-                while self._index(name) <= index and (left := deadline - time.monotonic()) > 0:
+                while (
+                    self._index(name) <= index
+                    and not self._stopping.is_set()
+                    and (left := deadline - time.monotonic()) > 0
+                ):
                     try:
                         await asyncio.wait_for(self._changed.wait(), left)
                     except TimeoutError:

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from common.client import ServiceClient
+from common.discovery import StaticResolver
 from common.errors import PeerUnavailable, problem_from_exception
 from tests.stack import free_port
 
@@ -89,3 +90,13 @@ async def test_no_healthy_instance_is_a_503_naming_the_peer(servers, instances):
     assert response.content_type == "application/problem+json"
     assert body["code"] == "peer_unavailable" and body["peer"] == "order_service"
     assert "order_service" in body["detail"]
+
+
+async def test_static_addresses_may_list_several_instances(servers):
+    session, urls, _, hits = servers
+    resolver = StaticResolver({"order_service": f" {urls[0]}/, {urls[1]} ,"})
+    assert resolver.instances("order_service") == urls
+    client = ServiceClient(session, resolver, "order_service")
+    for n in range(4):
+        await client.request("POST", "/internal/orders", json={"n": n})
+    assert hits == {"a": 2, "b": 2}
