@@ -153,11 +153,12 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def stop(self, *names: str) -> None:
+    def stop(self, *names: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """A graceful stop: SIGTERM (or sig), then SIGKILL after 15 s."""
         for name in names or list(self.procs):
             proc = self.procs.get(name)
             if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:

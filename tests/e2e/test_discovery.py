@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import urllib.request
 
@@ -132,7 +133,7 @@ async def assert_invariants(stack: Stack, activity_id: int, sold: int) -> None:
     )
 
 
-async def test_services_register_pass_checks_and_deregister_on_sigterm(
+async def test_services_register_pass_checks_and_deregister_on_sigterm_or_sigint(
     consul, own_stack, session
 ):
     stack = own_stack(**consul_env(consul))
@@ -170,7 +171,7 @@ async def test_services_register_pass_checks_and_deregister_on_sigterm(
 
     for name in (multi, *SERVICES):
         sid = service_id(stack, name)
-        stack.stop(name)
+        stack.stop(name, sig=signal.SIGINT if name == "user_service" else signal.SIGTERM)
         assert stack.procs[name].returncode is not None
         assert sid not in consul.get("/v1/agent/services"), f"{name} still registered"
         assert consul.deregister_calls[sid] == 1
