@@ -78,6 +78,11 @@ class ServiceClient:
         turn = [ready[(start + k) % len(ready)] for k in range(len(ready))]
         return min(turn, key=self._outstanding.__getitem__)
 
+    def _bench(self, base: str) -> None:
+        now = time.monotonic()
+        self._benched = {url: until for url, until in self._benched.items() if until > now}
+        self._benched[base] = now + BENCH_SECONDS
+
     async def request(
         self, method: str, path: str, json: Any = None, idempotent: bool = True
     ) -> Any:
@@ -103,7 +108,7 @@ class ServiceClient:
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 last_error = exc
                 if isinstance(exc, aiohttp.ClientConnectorError):
-                    self._benched[base] = time.monotonic() + BENCH_SECONDS
+                    self._bench(base)
                 logger.warning("%s %s%s failed: %r", method, base, path, exc)
                 await asyncio.sleep(0.05 * attempt)
             finally:

@@ -213,14 +213,15 @@ def setup_discovery(app: Sanic, settings: Settings) -> None:
     async def register(app: Sanic) -> None:
         if app.ctx.registration is not None:
             app.ctx.registering = asyncio.create_task(app.ctx.registration.register())
-        # the first calls to peers go better with their addresses known; Consul may be away
+        # let the first calls to peers find their addresses (unless Consul is away)
         await resolver.settled(timeout=2.0)
 
     @app.before_server_stop
     async def deregister(app: Sanic) -> None:
-        if app.ctx.registration is not None:
-            app.ctx.registering.cancel()
-            await asyncio.gather(app.ctx.registering, return_exceptions=True)
+        registering = getattr(app.ctx, "registering", None)
+        if registering is not None:
+            registering.cancel()
+            await asyncio.gather(registering, return_exceptions=True)
             await app.ctx.registration.deregister()
 
     @app.after_server_stop
