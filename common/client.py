@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,9 @@ from common.logs import request_id_var
 
 logger = logging.getLogger("seckill.client")
 
+# How long an instance that refused a connection is passed over.
+BENCH_SECONDS = 3.0
+
 
 class PeerError(Exception):
     """A peer answered, but not with success."""
@@ -29,7 +34,13 @@ class PeerError(Exception):
 
 
 class ServiceClient:
-    """Calls one peer service: picks an instance, retries connection errors, propagates ids."""
+    """Calls one peer service: picks an instance per request, fails over, propagates ids.
+
+    The instance with the fewest requests in flight from this worker wins, ties
+    taken in turn. An instance that refused a connection is benched for a few
+    seconds (Consul's check may not have noticed yet); an idempotent request
+    that hit a connection error is retried on another instance.
+    """
 
     def __init__(
         self,
@@ -43,6 +54,8 @@ class ServiceClient:
         self.service_token = service_token
         self.attempts = attempts
         self._turn = itertools.count()
+        self._outstanding: Counter[str] = Counter()
+        self._benched: dict[str, float] = {}
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -53,17 +66,36 @@ class ServiceClient:
             headers[SERVICE_TOKEN_HEADER] = self.service_token
         return headers
 
+    def pick(self, tried: set[str]) -> str | None:
+        """The instance for the next attempt: untried, not benched, least busy; None if none."""
+        instances = self.resolver.instances(self.peer)
+        if not instances:
+            return None
+        now = time.monotonic()
+        fresh = [url for url in instances if url not in tried] or instances
+        ready = [url for url in fresh if self._benched.get(url, 0) <= now] or fresh
+        start = next(self._turn)
+        turn = [ready[(start + k) % len(ready)] for k in range(len(ready))]
+        return min(turn, key=self._outstanding.__getitem__)
+
+    def _bench(self, base: str) -> None:
+        now = time.monotonic()
+        self._benched = {url: until for url, until in self._benched.items() if until > now}
+        self._benched[base] = now + BENCH_SECONDS
+
     async def request(
         self, method: str, path: str, json: Any = None, idempotent: bool = True
     ) -> Any:
         """Send one request; returns the decoded JSON body of a 2xx answer."""
         data = orjson.dumps(json) if json is not None else None
         last_error: Exception | None = None
+        tried: set[str] = set()
         for attempt in range(self.attempts if idempotent else 1):
-            instances = self.resolver.instances(self.peer)
-            if not instances:
+            base = self.pick(tried)
+            if base is None:
                 break
-            base = instances[next(self._turn) % len(instances)]
+            tried.add(base)
+            self._outstanding[base] += 1
             try:
                 async with self.session.request(
                     method, base + path, data=data, headers=self._headers()
@@ -73,12 +105,18 @@ class ServiceClient:
                     if response.status >= 400:
                         raise PeerError(self.peer, response.status, payload)
                     return payload
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 last_error = exc
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    self._bench(base)
                 logger.warning("%s %s%s failed: %r", method, base, path, exc)
                 await asyncio.sleep(0.05 * attempt)
+            finally:
+                self._outstanding[base] -= 1
+                if not self._outstanding[base]:
+                    del self._outstanding[base]
         raise PeerUnavailable(
-            f"{self.peer} is unavailable", peer=self.peer
+            f"no healthy instance of {self.peer} answered", peer=self.peer
         ) from last_error
 
 
@@ -96,6 +134,7 @@ def setup_client(app: Sanic, settings: Settings, peers: tuple[str, ...] = ()) ->
             peer: ServiceClient(app.ctx.http, app.ctx.resolver, peer, settings.service_token)
             for peer in peers
         }
+        app.ctx.resolver.watch(peers)
 
     @app.after_server_stop
     async def close_session(app: Sanic) -> None:

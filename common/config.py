@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 SERVICE_PORTS = {"user_service": 8001, "activity_service": 8002, "order_service": 8003}
 
@@ -30,14 +31,26 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = 
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float | None = None
+) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _advertised(bind_host: str) -> str:
+    """The address peers use: the bind host, or this machine's name when bound to all."""
+    if bind_host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return bind_host
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -80,8 +93,13 @@ class Settings:
     db_prefix: str = "seckill"
     db_pool_size: int = 10
     peer_urls: dict[str, str] = field(default_factory=dict)
+    advertise_host: str = "127.0.0.1"
     consul_host: str | None = None
     consul_port: int = 8500
+    consul_tags: tuple[str, ...] = ("seckill",)
+    consul_check_interval: float = 5.0
+    consul_check_timeout: float = 2.0
+    consul_deregister_after: float = 60.0
     otel_endpoint: str | None = None
     service_token: str | None = None
     token_private_key: str | None = None
@@ -100,7 +118,7 @@ class Settings:
         return f"{self.db_prefix}_{suffix}"
 
     @classmethod
-    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         if service_name not in SERVICE_PORTS:
             raise ConfigError(f"unknown service {service_name!r}")
@@ -115,9 +133,10 @@ class Settings:
         prefix = env.get("SECKILL_DB_PREFIX", "seckill")
         if not prefix.replace("_", "").isalnum():
             raise ConfigError(f"SECKILL_DB_PREFIX must be letters, digits and _, got {prefix!r}")
+        host = env.get("SERVICE_HOST", "127.0.0.1")
         return cls(
             service_name=service_name,
-            host=env.get("SERVICE_HOST", "127.0.0.1"),
+            host=host,
             port=ports[service_name],
             workers=_int(env, "SECKILL_WORKERS", 1, minimum=1),
             mysql_host=env.get("MYSQL_HOST", "127.0.0.1"),
@@ -129,6 +148,13 @@ class Settings:
             peer_urls=peer_urls,
             consul_host=env.get("CONSUL_HOST") or None,
             consul_port=_int(env, "CONSUL_PORT", 8500, minimum=1),
+            advertise_host=env.get("SERVICE_ADVERTISE_HOST") or _advertised(host),
+            consul_tags=tuple(
+                tag.strip() for tag in env.get("CONSUL_TAGS", "seckill").split(",") if tag.strip()
+            ),
+            consul_check_interval=_float(env, "CONSUL_CHECK_INTERVAL", 5.0, minimum=0.1),
+            consul_check_timeout=_float(env, "CONSUL_CHECK_TIMEOUT", 2.0, minimum=0.1),
+            consul_deregister_after=_float(env, "CONSUL_DEREGISTER_AFTER", 60.0, minimum=1.0),
             otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             service_token=_secret(
                 env, "SERVICE_TOKEN", required=service_name != "user_service"

@@ -78,6 +78,8 @@ class Stack:
             self.env.pop(key, None)
         self.env.update(overrides)
         self.procs: dict[str, subprocess.Popen] = {}
+        # instance name -> the service it runs; the three first instances are named as the service
+        self.services: dict[str, str] = {name: name for name in SERVICES}
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -101,12 +103,21 @@ class Stack:
                 env=self.env, cwd=ROOT, check=True, capture_output=True,
             )
 
+    def add_instance(self, service: str, name: str, **env: str) -> str:
+        """Start one more instance of service, on a port of its own, known as name."""
+        self.services[name] = service
+        self.ports[name] = free_port()
+        self.start(name, **env)
+        return name
+
     def start(self, *names: str, **env: str) -> None:
         for name in names or SERVICES:
+            service = self.services[name]
             log = open(self.tmp / f"{name}.log", "ab")
+            port = {f"{service.upper()}_PORT": str(self.ports[name])}
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", name],
-                env={**self.env, **env},
+                [sys.executable, "-m", service],
+                env={**self.env, **port, **env},
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -136,17 +147,18 @@ class Stack:
 
     def kill(self, *names: str) -> None:
         """SIGKILL the whole process group: no shutdown code runs, as in a crash."""
-        for name in names or SERVICES:
+        for name in names or list(self.procs):
             proc = self.procs.get(name)
             if proc and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def stop(self, *names: str) -> None:
-        for name in names or SERVICES:
+    def stop(self, *names: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """A graceful stop: SIGTERM (or sig), then SIGKILL after 15 s."""
+        for name in names or list(self.procs):
             proc = self.procs.get(name)
             if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
@@ -162,4 +174,5 @@ class Stack:
     def drop_databases(self) -> None:
         with mysql_connect() as conn, conn.cursor() as cur:
             for name in SERVICES:
-                cur.execute(f"DROP DATABASE IF EXISTS `{self.prefix}_{name.removesuffix('_service')}`")
+                database = f"{self.prefix}_{name.removesuffix('_service')}"
+                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
