@@ -47,9 +47,17 @@ def _float(
 
 
 def _advertised(bind_host: str) -> str:
-    """The address peers use: the bind host, or this machine's name when bound to all."""
+    """The address peers use: the bind host, or this machine's own address when bound to all.
+
+    In a container the hostname maps to the container's IP in /etc/hosts; an IP
+    needs no DNS to reach, so that is what goes into Consul.
+    """
     if bind_host in ("0.0.0.0", "::", ""):
-        return socket.gethostname()
+        name = socket.gethostname()
+        try:
+            return socket.gethostbyname(name)
+        except OSError:
+            return name
     return bind_host
 
 
