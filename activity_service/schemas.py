@@ -26,7 +26,7 @@ class ActivityCreate(_Strict):
     ends_at: AwareDatetime = Field(examples=["2026-11-26T16:00:00Z"])
 
     @model_validator(mode="after")
-    def window_is_forward(self) -> "ActivityCreate":
+    def window_is_forward(self) -> ActivityCreate:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
@@ -59,8 +59,8 @@ class ActivityPage(BaseModel):
 
 
 class PageQuery(_Strict):
-    limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=10_000_000)
+    limit: int = Field(20, ge=1, le=100, description="page size")
+    offset: int = Field(0, ge=0, le=10_000_000, description="activities to skip")
 
 
 class Order(BaseModel):

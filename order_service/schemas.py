@@ -25,10 +25,12 @@ class OrderPage(BaseModel):
 class OrderQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    activity_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    user_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=10_000_000)
+    activity_id: int | None = Field(None, ge=1, le=2**63 - 1, description="only this activity's")
+    user_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="only this user's: admins, or your own id"
+    )
+    limit: int = Field(50, ge=1, le=1000, description="page size")
+    offset: int = Field(0, ge=0, le=10_000_000, description="orders to skip")
 
 
 class NewOrder(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
@@ -27,5 +29,15 @@ class Token(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+class Jwk(BaseModel):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str = Field(description="the public key, base64url")
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
 class JwkSet(BaseModel):
-    keys: list[dict]
+    keys: list[Jwk]
