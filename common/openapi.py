@@ -111,6 +111,12 @@ def query_parameters(model: type[BaseModel]) -> Callable[[T], T]:
     return document
 
 
+def omit_nulls(schema: dict[str, Any]) -> None:
+    """json_schema_extra for patch models: a field may be left out, but null is refused."""
+    for name, prop in schema["properties"].items():
+        schema["properties"][name] = _without_null(prop)
+
+
 def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     """A query parameter is either absent or a value: `X | None` documents as X."""
     variants = [v for v in prop.get("anyOf", ()) if v.get("type") != "null"]

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.formats import Money, MoneyIn, Timestamp, TimestampIn
 
 
 class Order(BaseModel):
     order_no: str
     activity_id: int
     user_id: int
-    amount: str = Field(examples=["19.90"])
+    amount: Money
     status: Literal["created", "paid"]
-    created_at: str = Field(examples=["2026-11-26T15:00:01Z"])
+    created_at: Timestamp
 
 
 class OrderPage(BaseModel):
@@ -41,8 +42,8 @@ class NewOrder(BaseModel):
     order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
     activity_id: int = Field(ge=1)
     user_id: int = Field(ge=1)
-    amount: Decimal = Field(ge=0, decimal_places=2)
-    created_at: AwareDatetime
+    amount: MoneyIn = Field(ge=0, decimal_places=2)
+    created_at: TimestampIn
 
 
 class NewOrders(BaseModel):

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.formats import Timestamp
+
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
 
@@ -20,7 +22,7 @@ class User(BaseModel):
     id: int
     username: str
     is_admin: bool
-    created_at: str = Field(examples=["2026-11-26T15:00:00Z"])
+    created_at: Timestamp
 
 
 class Token(BaseModel):
