@@ -18,6 +18,7 @@ from activity_service.schemas import (
 from common.auth import current_user, require_admin
 from common.openapi import (
     BEARER,
+    empty_response,
     json_body,
     json_response,
     path_parameter,
@@ -101,7 +102,7 @@ async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
 @openapi.tag("activities")
 @openapi.secured(BEARER)
 @path_parameter("activity_id", {"type": "integer"}, "the activity's id")
-@openapi.response(204, None, "deleted")
+@empty_response(204, "deleted")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")

@@ -21,7 +21,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file, json
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi import definitions
-from sanic_ext.extensions.openapi.builders import SpecificationBuilder
+from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
 from sanic_ext.extensions.openapi.types import Schema
 
 from common.auth import SERVICE_TOKEN_HEADER
@@ -82,6 +82,18 @@ def json_response(status: int, model: type[BaseModel], description: str) -> Any:
     return openapi.response(status, {"application/json": component(model)}, description)
 
 
+def empty_response(status: int, description: str) -> Callable[[T], T]:
+    """A response without a body (openapi.response would document one of any type)."""
+
+    def document(handler: T) -> T:
+        OperationStore()[handler].responses[status] = definitions.Response(
+            status=status, description=description
+        )
+        return handler
+
+    return document
+
+
 def problem_response(status: int, description: str) -> Any:
     return openapi.response(status, {PROBLEM_JSON: component(Problem)}, description)
 
@@ -134,8 +146,11 @@ def swagger_ui_assets() -> tuple[Path, str]:
     return Path(next(iter(spec.submodule_search_locations))) / "static", version("swagger-ui-py")
 
 
-def setup_openapi(app: Sanic) -> None:
-    """Swagger UI at /docs from local assets, the document at /docs/openapi.json."""
+def setup_openapi(app: Sanic, internal: bool = False) -> None:
+    """Swagger UI at /docs from local assets, the document at /docs/openapi.json.
+
+    `internal`: the app has endpoints for services, behind the shared service credential.
+    """
     assets, assets_version = swagger_ui_assets()
     # sanic-ext reads these once, when app.ext is first touched just below.
     app.config.OAS_URL_PREFIX = DOCS_PREFIX
@@ -152,10 +167,11 @@ def setup_openapi(app: Sanic) -> None:
         BEARER, "http", scheme="bearer", bearer_format="JWT",
         description="an access_token from user_service's POST /tokens",
     )
-    app.ext.openapi.add_security_scheme(
-        SERVICE_TOKEN, "apiKey", location="header", name=SERVICE_TOKEN_HEADER,
-        description="the credential services share for internal endpoints (SERVICE_TOKEN)",
-    )
+    if internal:
+        app.ext.openapi.add_security_scheme(
+            SERVICE_TOKEN, "apiKey", location="header", name=SERVICE_TOKEN_HEADER,
+            description="the credential services share for internal endpoints (SERVICE_TOKEN)",
+        )
     app.static(f"{ASSETS_URI}/{assets_version}", assets, name="swagger_ui_assets")
     oauth2_page = assets / "oauth2-redirect.html"
     # sanic-ext's own handlers: the redirect page is fetched from a CDN on each call, and
