@@ -9,8 +9,10 @@ no internet access.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial
+from http import HTTPStatus
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -95,7 +97,14 @@ def empty_response(status: int, description: str) -> Callable[[T], T]:
 
 
 def problem_response(status: int, description: str) -> Any:
-    return openapi.response(status, {PROBLEM_JSON: component(Problem)}, description)
+    """An error answer; the description starts with its code (`sold_out, not_started or ended`)."""
+    code = re.match(r"[a-z_]+", description).group()
+    example = {
+        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+        "detail": description, "code": code,
+    }
+    content = {"schema": component(Problem), "example": example}
+    return openapi.response(status, {PROBLEM_JSON: content}, description)
 
 
 def path_parameter(name: str, schema: dict[str, Any], description: str) -> Any:

@@ -4,6 +4,7 @@ Headless Chromium (Debian's `chromium`, driven by Playwright) with every request
 anything but the service aborted, as on a machine without internet access.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -72,12 +73,14 @@ def operation(page: Page, method: str, path: str):
     )
 
 
-async def execute(page: Page, method: str, path: str):
+async def execute(page: Page, method: str, path: str, **params: str):
     """Try it out, Execute; returns the operation, and the live response's status and body."""
     block = operation(page, method, path)
     if not await block.locator(".try-out__btn").is_visible():
         await block.locator(".opblock-summary").click()
     await block.locator(".try-out__btn").click()
+    for name, value in params.items():
+        await block.locator(f'tr[data-param-name="{name}"] input').fill(value)
     await block.locator("button.execute").click()
     response = block.locator(".live-responses-table .response").first
     await response.wait_for()
@@ -112,6 +115,14 @@ async def test_swagger_ui_renders_offline_and_executes_a_call(browser, api, stac
     assert blocked == []
 
 
+async def authorize(page: Page, token: str) -> None:
+    await page.locator(".auth-wrapper .btn.authorize").click()
+    bearer = page.locator(".dialog-ux .modal-ux form", has_text="bearer (http, Bearer)")
+    await bearer.locator("input").fill(token)
+    await bearer.locator(".btn.authorize").click()
+    await bearer.locator(".btn-done").click()
+
+
 async def test_authorize_with_a_token_from_post_tokens(browser, api, stack):
     base = stack.user_url
     account = await api.new_user()
@@ -119,15 +130,30 @@ async def test_authorize_with_a_token_from_post_tokens(browser, api, stack):
 
     await page.goto(f"{base}/docs")
     await page.locator(".opblock").first.wait_for()
-    await page.locator(".auth-wrapper .btn.authorize").click()
-    modal = page.locator(".dialog-ux .modal-ux")
-    bearer = modal.locator("form", has_text="bearer (http, Bearer)")
-    await bearer.locator("input").fill(account.token)
-    await bearer.locator(".btn.authorize").click()
-    await bearer.locator(".btn-done").click()
+    await authorize(page, account.token)
 
     block, status, body = await execute(page, "GET", "/users/me")
     assert status == "200"
     assert account.username in body
     await keep_screenshots(page, block, "user_service-me")
+    assert blocked == []
+
+
+async def test_seckill_from_swagger_ui(browser, api, stack):
+    base = stack.activity_url
+    activity = await api.create_activity(stock=1)
+    buyer = await api.new_user()
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+    await authorize(page, buyer.token)
+    path = "/activities/{activity_id}/seckill"
+    block, status, body = await execute(page, "POST", path, activity_id=str(activity["id"]))
+
+    assert status == "201"
+    order_no = json.loads(body[body.index("{"): body.rindex("}") + 1])["order_no"]
+    order = await api.call("GET", "order_service", f"/orders/{order_no}", buyer.token)
+    assert order.status == 200 and order.body["user_id"] == buyer.id
+    await keep_screenshots(page, block, "activity_service-seckill")
     assert blocked == []
