@@ -171,6 +171,11 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
     app.config.OAS_UI_SWAGGER_VERSION = assets_version
     app.config.OAS_PATH_TO_SWAGGER_HTML = str(SWAGGER_TEMPLATE)
     app.config.OAS_UI_SWAGGER_OAUTH2_REDIRECT = OAUTH2_REDIRECT
+    app.config.SWAGGER_UI_CONFIGURATION = {
+        "docExpansion": "list",
+        "apisSorter": "alpha",
+        "operationsSorter": "alpha",
+    }
 
     app.ext.openapi.add_security_scheme(
         BEARER, "http", scheme="bearer", bearer_format="JWT",

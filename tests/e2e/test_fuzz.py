@@ -5,6 +5,7 @@ and records internal orders at random, which other tests must never see.
 """
 
 import json
+import os
 import urllib.request
 from collections import Counter
 
@@ -32,7 +33,7 @@ CHECKS = [
 ]
 # Bounded: a few examples per operation and mode, and no shrinking, which can run for minutes.
 FUZZ = settings(
-    max_examples=20,
+    max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES", "20")),
     phases=[Phase.explicit, Phase.generate],
     deadline=None,
     suppress_health_check=list(HealthCheck),
