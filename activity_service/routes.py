@@ -16,7 +16,15 @@ from activity_service.schemas import (
     PageQuery,
 )
 from common.auth import current_user, require_admin
-from common.openapi import json_response, problem_response
+from common.openapi import (
+    BEARER,
+    empty_response,
+    json_body,
+    json_response,
+    path_parameter,
+    problem_response,
+    query_parameters,
+)
 from common.validation import parse_body, parse_query
 
 bp = Blueprint("activities")
@@ -36,9 +44,10 @@ def checked_id(activity_id: int) -> int:
 @bp.post("/activities")
 @openapi.summary("Create a flash-sale activity")
 @openapi.tag("activities")
-@openapi.secured("bearer")
-@openapi.body({"application/json": ActivityCreate}, required=True)
+@openapi.secured(BEARER)
+@json_body(ActivityCreate)
 @json_response(201, Activity, "the new activity")
+@problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(422, "invalid_request")
@@ -51,8 +60,7 @@ async def create_activity(request: Request) -> HTTPResponse:
 @bp.get("/activities")
 @openapi.summary("List activities, newest first")
 @openapi.tag("activities")
-@openapi.parameter("limit", int, "query", description="1 to 100, default 20")
-@openapi.parameter("offset", int, "query", description="default 0")
+@query_parameters(PageQuery)
 @json_response(200, ActivityPage, "a page of activities")
 @problem_response(422, "invalid_request")
 async def list_activities(request: Request) -> HTTPResponse:
@@ -63,6 +71,7 @@ async def list_activities(request: Request) -> HTTPResponse:
 @bp.get("/activities/<activity_id:int>")
 @openapi.summary("One activity")
 @openapi.tag("activities")
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
 @json_response(200, Activity, "the activity")
 @problem_response(404, "not_found")
 async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
@@ -72,9 +81,11 @@ async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
 @bp.patch("/activities/<activity_id:int>")
 @openapi.summary("Change an activity; stock only before it starts")
 @openapi.tag("activities")
-@openapi.secured("bearer")
-@openapi.body({"application/json": ActivityPatch}, required=True)
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@json_body(ActivityPatch)
 @json_response(200, Activity, "the changed activity")
+@problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")
@@ -89,8 +100,9 @@ async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
 @bp.delete("/activities/<activity_id:int>")
 @openapi.summary("Delete an activity that has no orders")
 @openapi.tag("activities")
-@openapi.secured("bearer")
-@openapi.response(204, None, "deleted")
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@empty_response(204, "deleted")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")
@@ -104,7 +116,8 @@ async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
 @bp.post("/activities/<activity_id:int>/seckill")
 @openapi.summary("Seckill: buy one unit, at most one order per user")
 @openapi.tag("seckill")
-@openapi.secured("bearer")
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
 @json_response(201, Order, "the order this call placed")
 @json_response(200, Order, "the order you already hold for this activity")
 @problem_response(401, "unauthorized")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.formats import Money, MoneyIn, Timestamp, TimestampIn
+from common.openapi import omit_nulls
 
 MAX_STOCK = 10_000_000
 
@@ -17,39 +20,43 @@ class _Strict(BaseModel):
 class ActivityCreate(_Strict):
     name: str = Field(min_length=1, max_length=100, examples=["Double 11 flash sale"])
     product_name: str = Field(min_length=1, max_length=100, examples=["Mechanical keyboard"])
-    price: Decimal = Field(
-        gt=0, le=Decimal("99999999.99"), decimal_places=2, examples=["19.90"],
+    price: MoneyIn = Field(
+        gt=0, le=Decimal("99999999.99"), decimal_places=2,
         description="a decimal string with at most two places",
     )
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
-    starts_at: AwareDatetime = Field(examples=["2026-11-26T15:00:00Z"])
-    ends_at: AwareDatetime = Field(examples=["2026-11-26T16:00:00Z"])
+    starts_at: TimestampIn = Field(examples=["2026-11-26T15:00:00Z"])
+    ends_at: TimestampIn = Field(examples=["2026-11-26T16:00:00Z"])
 
     @model_validator(mode="after")
-    def window_is_forward(self) -> "ActivityCreate":
+    def window_is_forward(self) -> ActivityCreate:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
 
 
 class ActivityPatch(_Strict):
+    """Only the fields given change; none of them may be null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=omit_nulls)
+
     name: str | None = Field(None, min_length=1, max_length=100)
     product_name: str | None = Field(None, min_length=1, max_length=100)
-    price: Decimal | None = Field(None, gt=0, le=Decimal("99999999.99"), decimal_places=2)
+    price: MoneyIn | None = Field(None, gt=0, le=Decimal("99999999.99"), decimal_places=2)
     stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: TimestampIn | None = None
+    ends_at: TimestampIn | None = None
 
 
 class Activity(BaseModel):
     id: int
     name: str
     product_name: str
-    price: str = Field(examples=["19.90"])
+    price: Money
     stock: int = Field(description="the initial inventory")
     remaining: int = Field(description="what is left to sell")
-    starts_at: str = Field(examples=["2026-11-26T15:00:00Z"])
-    ends_at: str = Field(examples=["2026-11-26T16:00:00Z"])
+    starts_at: Timestamp
+    ends_at: Timestamp
     status: Literal["upcoming", "active", "sold_out", "ended"]
 
 
@@ -59,14 +66,14 @@ class ActivityPage(BaseModel):
 
 
 class PageQuery(_Strict):
-    limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=10_000_000)
+    limit: int = Field(20, ge=1, le=100, description="page size")
+    offset: int = Field(0, ge=0, le=10_000_000, description="activities to skip")
 
 
 class Order(BaseModel):
     order_no: str
     activity_id: int
     user_id: int
-    amount: str = Field(examples=["19.90"])
+    amount: Money
     status: Literal["created", "paid"]
-    created_at: str = Field(examples=["2026-11-26T15:00:01Z"])
+    created_at: Timestamp

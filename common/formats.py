@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, WithJsonSchema
 
 
 def utcnow() -> datetime:
@@ -19,8 +22,45 @@ def to_db(value: datetime) -> datetime:
 
 
 def iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A naive UTC datetime as 2026-11-26T15:00:00Z (four-digit year, whole seconds)."""
+    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def money(value: Decimal) -> str:
     return f"{value:.2f}"
+
+
+# The same formats as pydantic field types: request models validate with them, and every
+# model's OpenAPI schema documents them.
+
+MONEY_IN_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
+MONEY_PATTERN = r"^[0-9]+\.[0-9]{2}$"
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def _in_range(value: datetime) -> datetime:
+    # Far-off offsets would overflow on the way to UTC, and MySQL keeps only years 1000-9999.
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must be from {iso(EARLIEST)} and before {iso(LATEST)}")
+    return value
+
+
+# In: a decimal string (a JSON number is accepted too); Field() adds the bounds.
+MoneyIn = Annotated[
+    Decimal, WithJsonSchema({"type": "string", "pattern": MONEY_IN_PATTERN, "examples": ["19.90"]})
+]
+# In: ISO 8601 with an offset (Z or +hh:mm), within the years MySQL keeps.
+TimestampIn = Annotated[AwareDatetime, AfterValidator(_in_range)]
+# Out: as money() and iso() write them.
+Money = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]})
+]
+Timestamp = Annotated[
+    str,
+    WithJsonSchema({
+        "type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
+        "examples": ["2026-11-26T15:00:00Z"],
+    }),
+]

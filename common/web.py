@@ -1,4 +1,4 @@
-"""The pieces every service's Sanic app shares: app construction, request ids, access log, /health."""
+"""What every service's Sanic app shares: construction, request ids, access log, /health."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import uuid
 import orjson
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
 
 from common.config import Settings
 from common.errors import problem
 from common.logs import request_id_var, setup_logging
+from common.openapi import Health, json_response, problem_response
 
 access_logger = logging.getLogger("seckill.access")
 
@@ -34,9 +36,8 @@ def new_app(settings: Settings, title: str) -> Sanic:
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.ACCESS_LOG = False  # our own access line below carries ids
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.config.OAS_TITLE = title
-    app.config.OAS_VERSION = "1.0.0"
-    app.config.OAS_URL_PREFIX = "/docs"
+    app.config.API_TITLE = title
+    app.config.API_VERSION = "1.0.0"
     app.ctx.settings = settings
     return app
 
@@ -72,6 +73,10 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
 
 def setup_health(app: Sanic) -> None:
     @app.get("/health", name="health")
+    @openapi.summary("Liveness and readiness: the service and its database answer")
+    @openapi.tag("health")
+    @json_response(200, Health, "the service and its database answer")
+    @problem_response(503, "unhealthy: the database does not answer")
     async def health(request: Request) -> HTTPResponse:
         """Liveness and readiness: the service answers and its database does too."""
         if await request.app.ctx.db.ping():

@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     setup_client(app, settings, peers=("user_service",))
     setup_remote_keys(app)
     setup_health(app)
-    setup_openapi(app)
+    setup_openapi(app, internal=True)
     app.blueprint(bp)
     app.blueprint(internal)
 

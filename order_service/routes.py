@@ -6,7 +6,15 @@ from sanic_ext import openapi
 
 from common.auth import current_user, require_service
 from common.errors import NotFound
-from common.openapi import json_response, problem_response
+from common.openapi import (
+    BEARER,
+    SERVICE_TOKEN,
+    json_body,
+    json_response,
+    path_parameter,
+    problem_response,
+    query_parameters,
+)
 from common.validation import parse_body, parse_query
 from order_service.schemas import Accepted, NewOrders, Order, OrderPage, OrderQuery
 
@@ -25,11 +33,8 @@ def checked_order_no(order_no: str) -> str:
 @bp.get("/orders")
 @openapi.summary("List orders, newest first: your own, or anyone's for an admin")
 @openapi.tag("orders")
-@openapi.secured("bearer")
-@openapi.parameter("activity_id", int, "query")
-@openapi.parameter("user_id", int, "query", description="admins only, or your own id")
-@openapi.parameter("limit", int, "query", description="1 to 1000, default 50")
-@openapi.parameter("offset", int, "query", description="default 0")
+@openapi.secured(BEARER)
+@query_parameters(OrderQuery)
 @json_response(200, OrderPage, "a page of orders")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden")
@@ -44,7 +49,8 @@ async def list_orders(request: Request) -> HTTPResponse:
 @bp.get("/orders/<order_no:str>")
 @openapi.summary("One order: yours, or any for an admin")
 @openapi.tag("orders")
-@openapi.secured("bearer")
+@openapi.secured(BEARER)
+@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
 @json_response(200, Order, "the order")
 @problem_response(401, "unauthorized")
 @problem_response(404, "not_found (also for someone else's order)")
@@ -56,9 +62,11 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 @bp.post("/orders/<order_no:str>/pay")
 @openapi.summary("Pay your order")
 @openapi.tag("orders")
-@openapi.secured("bearer")
+@openapi.secured(BEARER)
+@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
 @json_response(200, Order, "the paid order")
 @problem_response(401, "unauthorized")
+@problem_response(403, "forbidden: only the buyer pays, an admin neither")
 @problem_response(404, "not_found")
 @problem_response(409, "not_payable")
 async def pay_order(request: Request, order_no: str) -> HTTPResponse:
@@ -69,8 +77,10 @@ async def pay_order(request: Request, order_no: str) -> HTTPResponse:
 @internal.post("/internal/orders")
 @openapi.summary("Record orders committed by activity_service's seckill (idempotent)")
 @openapi.tag("internal")
-@openapi.body({"application/json": NewOrders}, required=True)
+@openapi.secured(SERVICE_TOKEN)
+@json_body(NewOrders)
 @json_response(200, Accepted, "all given orders are stored")
+@problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(403, "forbidden: the service credential is required")
 @problem_response(422, "invalid_request")
 async def accept_orders(request: Request) -> HTTPResponse:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.formats import Money, MoneyIn, Timestamp, TimestampIn
 
 
 class Order(BaseModel):
     order_no: str
     activity_id: int
     user_id: int
-    amount: str = Field(examples=["19.90"])
+    amount: Money
     status: Literal["created", "paid"]
-    created_at: str = Field(examples=["2026-11-26T15:00:01Z"])
+    created_at: Timestamp
 
 
 class OrderPage(BaseModel):
@@ -25,10 +26,12 @@ class OrderPage(BaseModel):
 class OrderQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    activity_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    user_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=10_000_000)
+    activity_id: int | None = Field(None, ge=1, le=2**63 - 1, description="only this activity's")
+    user_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="only this user's: admins, or your own id"
+    )
+    limit: int = Field(50, ge=1, le=1000, description="page size")
+    offset: int = Field(0, ge=0, le=10_000_000, description="orders to skip")
 
 
 class NewOrder(BaseModel):
@@ -39,8 +42,8 @@ class NewOrder(BaseModel):
     order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
     activity_id: int = Field(ge=1)
     user_id: int = Field(ge=1)
-    amount: Decimal = Field(ge=0, decimal_places=2)
-    created_at: AwareDatetime
+    amount: MoneyIn = Field(ge=0, decimal_places=2)
+    created_at: TimestampIn
 
 
 class NewOrders(BaseModel):

@@ -5,7 +5,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from common.auth import current_user, public_jwk
-from common.openapi import json_response, problem_response
+from common.openapi import BEARER, json_body, json_response, path_parameter, problem_response
 from common.validation import parse_body
 from user_service.schemas import Credentials, JwkSet, Token, User
 
@@ -15,8 +15,9 @@ bp = Blueprint("users")
 @bp.post("/users")
 @openapi.summary("Register an account")
 @openapi.tag("users")
-@openapi.body({"application/json": Credentials}, required=True)
+@json_body(Credentials)
 @json_response(201, User, "the new account")
+@problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(409, "username_taken")
 @problem_response(422, "invalid_request")
 async def register(request: Request) -> HTTPResponse:
@@ -28,8 +29,9 @@ async def register(request: Request) -> HTTPResponse:
 @bp.post("/tokens")
 @openapi.summary("Log in: exchange a username and password for an access token")
 @openapi.tag("users")
-@openapi.body({"application/json": Credentials}, required=True)
+@json_body(Credentials)
 @json_response(200, Token, "a bearer access token")
+@problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(401, "invalid_credentials")
 @problem_response(422, "invalid_request")
 async def login(request: Request) -> HTTPResponse:
@@ -40,7 +42,7 @@ async def login(request: Request) -> HTTPResponse:
 @bp.get("/users/me")
 @openapi.summary("The account behind the access token")
 @openapi.tag("users")
-@openapi.secured("bearer")
+@openapi.secured(BEARER)
 @json_response(200, User, "your account")
 @problem_response(401, "unauthorized")
 async def me(request: Request) -> HTTPResponse:
@@ -51,10 +53,11 @@ async def me(request: Request) -> HTTPResponse:
 @bp.get("/users/<user_id:int>")
 @openapi.summary("One account: your own, or any for an admin")
 @openapi.tag("users")
-@openapi.secured("bearer")
+@openapi.secured(BEARER)
+@path_parameter("user_id", {"type": "integer"}, "the account's id")
 @json_response(200, User, "the account")
 @problem_response(401, "unauthorized")
-@problem_response(403, "forbidden")
+@problem_response(403, "forbidden: someone else's account, and you are not an admin")
 @problem_response(404, "not_found")
 async def get_user(request: Request, user_id: int) -> HTTPResponse:
     principal = await current_user(request)

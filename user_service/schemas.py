@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from common.formats import Timestamp
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
@@ -18,7 +22,7 @@ class User(BaseModel):
     id: int
     username: str
     is_admin: bool
-    created_at: str = Field(examples=["2026-11-26T15:00:00Z"])
+    created_at: Timestamp
 
 
 class Token(BaseModel):
@@ -27,5 +31,15 @@ class Token(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+class Jwk(BaseModel):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str = Field(description="the public key, base64url")
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
 class JwkSet(BaseModel):
-    keys: list[dict]
+    keys: list[Jwk]

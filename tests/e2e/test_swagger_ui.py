@@ -1,0 +1,159 @@
+"""A real browser on /docs: offline, the operations render, and calls from the UI succeed.
+
+Headless Chromium (Debian's `chromium`, driven by Playwright) with every request to
+anything but the service aborted, as on a machine without internet access.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, Route, async_playwright
+
+from tests.stack import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+]
+TIMEOUT_MS = 30_000
+
+
+def require_chromium() -> str:
+    # Never skip: a machine without the browser must fail here (.ci/run installs it).
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (as .ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=require_chromium(), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
+        )
+        yield browser
+        await browser.close()
+
+
+async def offline_page(browser, base: str) -> tuple[Page, list[str]]:
+    """A page that may reach the service and nothing else; returns what it tried elsewhere."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 2000})
+    context.set_default_timeout(TIMEOUT_MS)
+    blocked: list[str] = []
+
+    async def only_the_service(route: Route) -> None:
+        url = route.request.url
+        if url == base or url.startswith(base + "/"):
+            await route.continue_()
+        else:
+            blocked.append(url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_the_service)
+    return await context.new_page(), blocked
+
+
+def operation(page: Page, method: str, path: str):
+    return page.locator(
+        f".opblock.opblock-{method.lower()}",
+        has=page.locator(f'.opblock-summary-path[data-path="{path}"]'),
+    )
+
+
+async def execute(page: Page, method: str, path: str, **params: str):
+    """Try it out, Execute; returns the operation, and the live response's status and body."""
+    block = operation(page, method, path)
+    if not await block.locator(".try-out__btn").is_visible():
+        await block.locator(".opblock-summary").click()
+    await block.locator(".try-out__btn").click()
+    for name, value in params.items():
+        await block.locator(f'tr[data-param-name="{name}"] input').fill(value)
+    await block.locator("button.execute").click()
+    response = block.locator(".live-responses-table .response").first
+    await response.wait_for()
+    status = await response.locator(".response-col_status").inner_text()
+    body = await response.locator(".response-col_description").inner_text()
+    return block, status.strip(), body
+
+
+async def keep_screenshots(page: Page, block, name: str) -> None:
+    """The top of the page and the executed operation, under test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"swagger-ui-{name}-top.png"))
+    await block.screenshot(path=str(ARTIFACTS / f"swagger-ui-{name}-executed.png"))
+
+
+async def test_swagger_ui_renders_offline_and_executes_a_call(browser, api, stack):
+    base = stack.activity_url
+    document = (await api.call("GET", "activity_service", "/docs/openapi.json")).body
+    await api.create_activity(name="Shown in Swagger UI")
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+
+    expected = sum(len(item) for item in document["paths"].values())
+    assert await page.locator(".opblock").count() == expected
+    assert await page.locator(".information-container .title").inner_text() != ""
+    block, status, body = await execute(page, "GET", "/activities")
+    assert status == "200"
+    assert "Shown in Swagger UI" in body
+    await keep_screenshots(page, block, "activity_service-list")
+    assert blocked == []
+
+
+async def authorize(page: Page, token: str) -> None:
+    await page.locator(".auth-wrapper .btn.authorize").click()
+    bearer = page.locator(".dialog-ux .modal-ux form", has_text="bearer (http, Bearer)")
+    await bearer.locator("input").fill(token)
+    await bearer.locator(".btn.authorize").click()
+    await bearer.locator(".btn-done").click()
+
+
+async def test_authorize_with_a_token_from_post_tokens(browser, api, stack):
+    base = stack.user_url
+    account = await api.new_user()
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+    await authorize(page, account.token)
+
+    block, status, body = await execute(page, "GET", "/users/me")
+    assert status == "200"
+    assert account.username in body
+    await keep_screenshots(page, block, "user_service-me")
+    assert blocked == []
+
+
+async def test_seckill_from_swagger_ui(browser, api, stack):
+    base = stack.activity_url
+    activity = await api.create_activity(stock=1)
+    buyer = await api.new_user()
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+    await authorize(page, buyer.token)
+    path = "/activities/{activity_id}/seckill"
+    block, status, body = await execute(page, "POST", path, activity_id=str(activity["id"]))
+
+    assert status == "201"
+    order_no = json.loads(body[body.index("{"): body.rindex("}") + 1])["order_no"]
+    order = await api.call("GET", "order_service", f"/orders/{order_no}", buyer.token)
+    assert order.status == 200 and order.body["user_id"] == buyer.id
+    await keep_screenshots(page, block, "activity_service-seckill")
+    assert blocked == []
