@@ -16,6 +16,7 @@ from common.config import Settings
 from common.discovery import Resolver
 from common.errors import PeerUnavailable
 from common.logs import request_id_var
+from common.tracing import client_trace_configs
 
 logger = logging.getLogger("seckill.client")
 
@@ -73,7 +74,7 @@ class ServiceClient:
                     if response.status >= 400:
                         raise PeerError(self.peer, response.status, payload)
                     return payload
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 last_error = exc
                 logger.warning("%s %s%s failed: %r", method, base, path, exc)
                 await asyncio.sleep(0.05 * attempt)
@@ -91,6 +92,7 @@ def setup_client(app: Sanic, settings: Settings, peers: tuple[str, ...] = ()) ->
             timeout=aiohttp.ClientTimeout(total=10, connect=2),
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            trace_configs=client_trace_configs(app),
         )
         app.ctx.peers = {
             peer: ServiceClient(app.ctx.http, app.ctx.resolver, peer, settings.service_token)

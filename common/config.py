@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 SERVICE_PORTS = {"user_service": 8001, "activity_service": 8002, "order_service": 8003}
 
@@ -67,6 +67,39 @@ def _secret(env: Mapping[str, str], name: str, required: bool) -> str | None:
     return None
 
 
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_traceidratio",
+    "parentbased_always_off",
+    "always_on",
+    "traceidratio",
+    "always_off",
+)
+
+
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
+    """The standard OTEL_* variables, reduced to where spans go (None: tracing off)."""
+    if _bool(env, "OTEL_SDK_DISABLED", False):
+        return None
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol != "http/protobuf":
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, got {protocol!r}")
+    sampler = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
+    if sampler not in SAMPLERS:
+        known = ", ".join(SAMPLERS)
+        raise ConfigError(f"OTEL_TRACES_SAMPLER must be one of {known}, got {sampler!r}")
+    if sampler.endswith("traceidratio"):
+        ratio = _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
+        if not 0 <= ratio <= 1:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return base.rstrip("/") + "/v1/traces" if base else None
+
+
 @dataclass(frozen=True)
 class Settings:
     service_name: str
@@ -82,7 +115,7 @@ class Settings:
     peer_urls: dict[str, str] = field(default_factory=dict)
     consul_host: str | None = None
     consul_port: int = 8500
-    otel_endpoint: str | None = None
+    otel_endpoint: str | None = None  # the OTLP/HTTP traces URL; None leaves tracing off
     service_token: str | None = None
     token_private_key: str | None = None
     token_ttl_seconds: int = 3600
@@ -100,7 +133,7 @@ class Settings:
         return f"{self.db_prefix}_{suffix}"
 
     @classmethod
-    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         if service_name not in SERVICE_PORTS:
             raise ConfigError(f"unknown service {service_name!r}")
@@ -129,7 +162,7 @@ class Settings:
             peer_urls=peer_urls,
             consul_host=env.get("CONSUL_HOST") or None,
             consul_port=_int(env, "CONSUL_PORT", 8500, minimum=1),
-            otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            otel_endpoint=_otlp_traces_endpoint(env),
             service_token=_secret(
                 env, "SERVICE_TOKEN", required=service_name != "user_service"
             ),

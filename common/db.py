@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
 from sanic import Sanic
 
 from common.config import Settings
+from common.tracing import SqlSpans, sql_spans
 
 logger = logging.getLogger("seckill.db")
 
@@ -63,10 +65,10 @@ async def run_shielded(coro: Awaitable[T]) -> T:
 class Database:
     """A pool of connections to one service's own database."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sql_spans: SqlSpans | None = None):
         self.settings = settings
         self.pool: aiomysql.Pool | None = None
-        self.span_hook: Callable[[str], Any] | None = None
+        self.sql_spans = sql_spans  # None while tracing is off
 
     async def connect(self) -> None:
         s = self.settings
@@ -91,17 +93,19 @@ class Database:
             self.pool = None
 
     @asynccontextmanager
-    async def _cursor(self, name: str) -> AsyncIterator[aiomysql.Cursor]:
+    async def _cursor(
+        self, transaction: str | None = None, attempt: int = 1
+    ) -> AsyncIterator[aiomysql.Cursor]:
         if self.pool is None:
             raise RuntimeError("database pool is not open")
-        span = self.span_hook(name) if self.span_hook else None
+        spans = self.sql_spans if self.sql_spans is not None and self.sql_spans.wanted() else None
         conn = await self.pool.acquire()
         try:
-            async with conn.cursor(aiomysql.DictCursor) as cur:
-                if span is None:
+            async with conn.cursor(spans.cursor_class if spans else aiomysql.DictCursor) as cur:
+                if spans is None or transaction is None:
                     yield cur
                 else:
-                    with span:
+                    with spans.transaction(transaction, attempt):
                         yield cur
         except BaseException:
             # A connection whose state we cannot vouch for never goes back.
@@ -116,7 +120,7 @@ class Database:
 
     async def fetch_one(self, sql: str, args: Sequence[Any] = ()) -> dict | None:
         async def work() -> dict | None:
-            async with self._cursor("SELECT") as cur:
+            async with self._cursor() as cur:
                 await cur.execute(sql, args)
                 return await cur.fetchone()
 
@@ -124,7 +128,7 @@ class Database:
 
     async def fetch_all(self, sql: str, args: Sequence[Any] = ()) -> list[dict]:
         async def work() -> list[dict]:
-            async with self._cursor("SELECT") as cur:
+            async with self._cursor() as cur:
                 await cur.execute(sql, args)
                 return list(await cur.fetchall())
 
@@ -148,7 +152,7 @@ class Database:
     ) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self._cursor(name) as cur:
+                async with self._cursor(name, attempt) as cur:
                     await cur.connection.begin()
                     result = await work(cur)
                     await cur.connection.commit()
@@ -173,7 +177,7 @@ def setup_db(app: Sanic, settings: Settings) -> None:
 
     @app.before_server_start
     async def open_pool(app: Sanic) -> None:
-        app.ctx.db = Database(settings)
+        app.ctx.db = Database(settings, sql_spans(app, settings))
         await app.ctx.db.connect()
 
     @app.after_server_stop
