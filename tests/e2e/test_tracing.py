@@ -148,6 +148,28 @@ async def test_a_jaeger_uber_trace_id_is_continued(traced, receiver):
     assert one(spans, service="activity_service", kind="SERVER").parent_span_id == parent_id
 
 
+async def test_a_callers_decision_not_to_sample_is_followed(traced, receiver):
+    activity = await traced.create_activity()
+    unsampled, sampled = secrets.token_hex(16), secrets.token_hex(16)
+
+    replies = [
+        await traced.call(
+            "GET",
+            "activity_service",
+            f"/activities/{activity['id']}",
+            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"},
+        )
+        for trace_id, flags in ((unsampled, "00"), (sampled, "01"))
+    ]
+
+    assert [r.status for r in replies] == [200, 200], replies
+    assert replies[0].headers["X-Trace-ID"] == unsampled  # the id still finds the log lines
+    # Spans leave a worker in the order they end: once the later request's are in,
+    # the earlier one's would be too.
+    assert await receiver.wait_for(sampled, served_by("activity_service"))
+    assert receiver.in_trace(unsampled) == []
+
+
 async def test_log_lines_of_a_request_carry_its_trace(traced, receiver):
     activity = await traced.create_activity(stock=5)
     buyer = await traced.new_user()
