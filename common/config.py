@@ -77,10 +77,8 @@ SAMPLERS = (
 )
 
 
-def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
-    """The standard OTEL_* variables, reduced to where spans go (None: tracing off)."""
-    if _bool(env, "OTEL_SDK_DISABLED", False):
-        return None
+def _otel_check(env: Mapping[str, str]) -> None:
+    """The OTEL_* variables the SDK reads itself, checked so a typo stops start-up."""
     protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
@@ -94,10 +92,6 @@ def _otlp_traces_endpoint(env: Mapping[str, str]) -> str | None:
         ratio = _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
         if not 0 <= ratio <= 1:
             raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
-    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    return base.rstrip("/") + "/v1/traces" if base else None
 
 
 @dataclass(frozen=True)
@@ -115,7 +109,8 @@ class Settings:
     peer_urls: dict[str, str] = field(default_factory=dict)
     consul_host: str | None = None
     consul_port: int = 8500
-    otel_endpoint: str | None = None  # the OTLP/HTTP traces URL; None leaves tracing off
+    otel_endpoint: str | None = None  # the collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT)
+    otel_traces_endpoint: str | None = None  # a full traces URL, if it differs from the base
     service_token: str | None = None
     token_private_key: str | None = None
     token_ttl_seconds: int = 3600
@@ -126,6 +121,13 @@ class Settings:
     seckill_batch_wait_ms: float = 0.0
     access_log: bool = True
     log_level: str = "INFO"
+
+    @property
+    def traces_url(self) -> str | None:
+        """Where spans go over OTLP/HTTP; None leaves tracing off."""
+        if self.otel_traces_endpoint:
+            return self.otel_traces_endpoint
+        return self.otel_endpoint.rstrip("/") + "/v1/traces" if self.otel_endpoint else None
 
     @property
     def database(self) -> str:
@@ -148,6 +150,8 @@ class Settings:
         prefix = env.get("SECKILL_DB_PREFIX", "seckill")
         if not prefix.replace("_", "").isalnum():
             raise ConfigError(f"SECKILL_DB_PREFIX must be letters, digits and _, got {prefix!r}")
+        _otel_check(env)
+        otel = {} if _bool(env, "OTEL_SDK_DISABLED", False) else env
         return cls(
             service_name=service_name,
             host=env.get("SERVICE_HOST", "127.0.0.1"),
@@ -162,7 +166,8 @@ class Settings:
             peer_urls=peer_urls,
             consul_host=env.get("CONSUL_HOST") or None,
             consul_port=_int(env, "CONSUL_PORT", 8500, minimum=1),
-            otel_endpoint=_otlp_traces_endpoint(env),
+            otel_endpoint=otel.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            otel_traces_endpoint=otel.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
             service_token=_secret(
                 env, "SERVICE_TOKEN", required=service_name != "user_service"
             ),

@@ -64,7 +64,7 @@ def new_tracer_provider(settings: Settings) -> tuple[TracerProvider, BatchSpanPr
     provider = TracerProvider(resource=resource)
     # The queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default): while
     # the collector is down, the newest spans push the oldest out.
-    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint))
+    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.traces_url))
     provider.add_span_processor(processor)
     return provider, processor
 
@@ -72,7 +72,7 @@ def new_tracer_provider(settings: Settings) -> tuple[TracerProvider, BatchSpanPr
 def setup_tracing(app: Sanic, settings: Settings) -> None:
     """Tracer per worker, server span per request. Call before setup_db and setup_client."""
     app.ctx.tracer = None
-    if not settings.otel_endpoint:
+    if not settings.traces_url:
         return
 
     @app.before_server_start

@@ -12,7 +12,7 @@ OTHER_TRACE_ID, OTHER_SPAN_ID = "a" * 32, "b" * 16
 
 
 def endpoint(**env: str) -> str | None:
-    return Settings.from_env("activity_service", {**REQUIRED, **env}).otel_endpoint
+    return Settings.from_env("activity_service", {**REQUIRED, **env}).traces_url
 
 
 def test_tracing_is_off_without_an_endpoint():
