@@ -109,8 +109,9 @@ class Settings:
     peer_urls: dict[str, str] = field(default_factory=dict)
     consul_host: str | None = None
     consul_port: int = 8500
-    otel_endpoint: str | None = None  # the collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT)
+    otel_endpoint: str | None = None
     otel_traces_endpoint: str | None = None  # a full traces URL, if it differs from the base
+    otel_disabled: bool = False
     service_token: str | None = None
     token_private_key: str | None = None
     token_ttl_seconds: int = 3600
@@ -125,6 +126,8 @@ class Settings:
     @property
     def traces_url(self) -> str | None:
         """Where spans go over OTLP/HTTP; None leaves tracing off."""
+        if self.otel_disabled:
+            return None
         if self.otel_traces_endpoint:
             return self.otel_traces_endpoint
         return self.otel_endpoint.rstrip("/") + "/v1/traces" if self.otel_endpoint else None
@@ -151,7 +154,6 @@ class Settings:
         if not prefix.replace("_", "").isalnum():
             raise ConfigError(f"SECKILL_DB_PREFIX must be letters, digits and _, got {prefix!r}")
         _otel_check(env)
-        otel = {} if _bool(env, "OTEL_SDK_DISABLED", False) else env
         return cls(
             service_name=service_name,
             host=env.get("SERVICE_HOST", "127.0.0.1"),
@@ -166,8 +168,9 @@ class Settings:
             peer_urls=peer_urls,
             consul_host=env.get("CONSUL_HOST") or None,
             consul_port=_int(env, "CONSUL_PORT", 8500, minimum=1),
-            otel_endpoint=otel.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            otel_traces_endpoint=otel.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
+            otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
+            otel_disabled=_bool(env, "OTEL_SDK_DISABLED", False),
             service_token=_secret(
                 env, "SERVICE_TOKEN", required=service_name != "user_service"
             ),
