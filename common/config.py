@@ -142,6 +142,7 @@ class Settings:
         env = os.environ if env is None else env
         if service_name not in SERVICE_PORTS:
             raise ConfigError(f"unknown service {service_name!r}")
+        _otel_check(env)
         ports = {
             name: _int(env, f"{name.upper()}_PORT", default, minimum=1)
             for name, default in SERVICE_PORTS.items()
@@ -153,7 +154,6 @@ class Settings:
         prefix = env.get("SECKILL_DB_PREFIX", "seckill")
         if not prefix.replace("_", "").isalnum():
             raise ConfigError(f"SECKILL_DB_PREFIX must be letters, digits and _, got {prefix!r}")
-        _otel_check(env)
         return cls(
             service_name=service_name,
             host=env.get("SERVICE_HOST", "127.0.0.1"),
