@@ -132,9 +132,12 @@ class OtlpReceiverDouble:
             self._server.server_close()
             self._server = None
 
-    def in_trace(self, trace_id: str) -> list[ReceivedSpan]:
+    def received(self) -> list[ReceivedSpan]:
         with self._lock:
-            return [s for s in self.spans if s.trace_id == trace_id]
+            return list(self.spans)
+
+    def in_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        return [s for s in self.received() if s.trace_id == trace_id]
 
     async def wait_for(
         self,

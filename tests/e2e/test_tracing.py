@@ -247,6 +247,47 @@ async def test_requests_succeed_while_the_receiver_is_down(traced, receiver):
     assert one(spans, kind="SERVER").name == "GET /activities/<activity_id:int>"
 
 
+async def test_a_relay_resend_is_a_trace_of_its_own(traced, receiver):
+    activity = await traced.create_activity(stock=5)
+    buyer = await traced.new_user()
+
+    traced.stack.stop("order_service")
+    try:
+        reply = await traced.seckill(activity["id"], buyer.token)
+    finally:
+        traced.stack.start("order_service")
+
+    assert reply.status == 201, reply
+    order_no = reply.body["order_no"]
+    for _ in range(300):  # the relay re-sends the outbox row once order_service is back
+        if traced.stack.query(
+            "order_service", "SELECT 1 FROM orders WHERE order_no = %s", (order_no,)
+        ):
+            break
+        await asyncio.sleep(0.1)
+
+    def delivered(trace_id: str) -> bool:
+        return served_by("order_service")(receiver.in_trace(trace_id))
+
+    for _ in range(300):
+        resends = [s for s in receiver.received() if s.name == "order_relay resend"]
+        done = [s for s in resends if delivered(s.trace_id)]
+        if done:
+            break
+        await asyncio.sleep(0.1)
+    assert done, [(s.trace_id, s.status) for s in resends]
+    resend = done[0]
+    spans = receiver.in_trace(resend.trace_id)
+    assert resend.parent_span_id is None and resend.service == "activity_service"
+    order_server = one(spans, service="order_service", kind="SERVER")
+    assert resend.span_id in ancestry(order_server, spans)
+    # The outbox row is deleted in the same trace once order_service has the order.
+    assert any(
+        s.attributes["db.statement"].startswith("DELETE FROM outbox")
+        for s in sql(spans, "activity_service")
+    )
+
+
 async def test_no_trace_id_while_tracing_is_off(api):
     reply = await api.call("GET", "activity_service", "/activities")
 
