@@ -5,6 +5,10 @@ awaits through asyncio.shield: when a client hangs up and Sanic cancels the
 handler, the statement or transaction still runs to its end and the
 connection returns to the pool in a clean state. Without this, a cancelled
 query leaves a connection mid-protocol and the pool loses it.
+
+While tracing is on, a statement run inside a traced request or batch gets a
+span of its own (the SQL text, never the values), under a span per
+transaction attempt.
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
 from common.config import Settings
-from common.tracing import SqlSpans, sql_spans
 
 logger = logging.getLogger("seckill.db")
 
@@ -172,12 +177,75 @@ class Database:
             return False
 
 
+class SqlSpans:
+    """A span per SQL statement under a span per transaction, inside a traced request only."""
+
+    def __init__(self, tracer: Tracer, settings: Settings):
+        self.tracer = tracer
+        self.database = settings.database
+        self.attributes = {
+            "db.system": "mysql",
+            "db.name": settings.database,
+            "server.address": settings.mysql_host,
+            "server.port": settings.mysql_port,
+        }
+        self.cursor_class = type("TracedCursor", (TracedCursor,), {"spans": self})
+
+    @staticmethod
+    def wanted() -> bool:
+        """Only under a recording span: background polling makes no traces of its own."""
+        return trace.get_current_span().is_recording()
+
+    def transaction(self, name: str, attempt: int) -> AbstractContextManager[Span]:
+        return self.tracer.start_as_current_span(
+            f"TRANSACTION {name}",
+            kind=SpanKind.CLIENT,
+            attributes={**self.attributes, "db.operation": "TRANSACTION", "db.attempt": attempt},
+        )
+
+    def statement(self, sql: str) -> AbstractContextManager[Span]:
+        operation = sql.split(None, 1)[0].upper() if sql.strip() else "SQL"
+        return self.tracer.start_as_current_span(
+            f"{operation} {self.database}",
+            kind=SpanKind.CLIENT,
+            attributes={**self.attributes, "db.operation": operation, "db.statement": sql},
+        )
+
+
+class TracedCursor(aiomysql.DictCursor):
+    """Records the statement as written, with its %s placeholders: never the values."""
+
+    spans: SqlSpans
+    _in_statement = False
+
+    async def execute(self, query: str, args: Any = None) -> int:
+        if self._in_statement:  # executemany's own execute calls carry the values inline
+            return await super().execute(query, args)
+        return await self._traced(query, super().execute, args)
+
+    async def executemany(self, query: str, args: Any) -> int:
+        return await self._traced(query, super().executemany, args)
+
+    async def _traced(self, query: str, run: Any, args: Any) -> int:
+        with self.spans.statement(query) as statement:
+            self._in_statement = True
+            try:
+                rows = await run(query, args)
+            finally:
+                self._in_statement = False
+            if rows is not None and rows >= 0:
+                key = "db.response.returned_rows" if self.description else "db.rows_affected"
+                statement.set_attribute(key, rows)
+            return rows
+
+
 def setup_db(app: Sanic, settings: Settings) -> None:
     """Open the pool before the server starts and close it after it stops."""
 
     @app.before_server_start
     async def open_pool(app: Sanic) -> None:
-        app.ctx.db = Database(settings, sql_spans(app, settings))
+        tracer = getattr(app.ctx, "tracer", None)  # set by setup_tracing when tracing is on
+        app.ctx.db = Database(settings, SqlSpans(tracer, settings) if tracer else None)
         await app.ctx.db.connect()
 
     @app.after_server_stop

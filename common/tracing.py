@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import aiohttp
-import aiomysql
 from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation._semconv import _StabilityMode
@@ -208,70 +207,3 @@ def batch_span(
 
 def current_span() -> Span:
     return trace.get_current_span()
-
-
-class SqlSpans:
-    """A span per SQL statement under a span per transaction, inside a traced request only."""
-
-    def __init__(self, tracer: Tracer, settings: Settings):
-        self.tracer = tracer
-        self.database = settings.database
-        self.attributes = {
-            "db.system": "mysql",
-            "db.name": settings.database,
-            "server.address": settings.mysql_host,
-            "server.port": settings.mysql_port,
-        }
-        self.cursor_class = type("TracedCursor", (TracedCursor,), {"spans": self})
-
-    @staticmethod
-    def wanted() -> bool:
-        """Only under a recording span: background polling makes no traces of its own."""
-        return current_span().is_recording()
-
-    def transaction(self, name: str, attempt: int) -> AbstractContextManager[Span]:
-        return self.tracer.start_as_current_span(
-            f"TRANSACTION {name}",
-            kind=SpanKind.CLIENT,
-            attributes={**self.attributes, "db.operation": "TRANSACTION", "db.attempt": attempt},
-        )
-
-    def statement(self, sql: str) -> AbstractContextManager[Span]:
-        operation = sql.split(None, 1)[0].upper() if sql.strip() else "SQL"
-        return self.tracer.start_as_current_span(
-            f"{operation} {self.database}",
-            kind=SpanKind.CLIENT,
-            attributes={**self.attributes, "db.operation": operation, "db.statement": sql},
-        )
-
-
-def sql_spans(app: Sanic, settings: Settings) -> SqlSpans | None:
-    tracer = getattr(app.ctx, "tracer", None)
-    return SqlSpans(tracer, settings) if tracer is not None else None
-
-
-class TracedCursor(aiomysql.DictCursor):
-    """Records the statement as written, with its %s placeholders: never the values."""
-
-    spans: SqlSpans
-    _in_statement = False
-
-    async def execute(self, query: str, args: Any = None) -> int:
-        if self._in_statement:  # executemany's own execute calls carry the values inline
-            return await super().execute(query, args)
-        return await self._traced(query, super().execute, args)
-
-    async def executemany(self, query: str, args: Any) -> int:
-        return await self._traced(query, super().executemany, args)
-
-    async def _traced(self, query: str, run: Any, args: Any) -> int:
-        with self.spans.statement(query) as statement:
-            self._in_statement = True
-            try:
-                rows = await run(query, args)
-            finally:
-                self._in_statement = False
-            if rows is not None and rows >= 0:
-                key = "db.response.returned_rows" if self.description else "db.rows_affected"
-                statement.set_attribute(key, rows)
-            return rows
