@@ -33,10 +33,14 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     @app.before_server_start
     async def start_seckill(app: Sanic) -> None:
-        relay = OrderRelay(app.ctx.db, app.ctx.peers["order_service"])
+        relay = OrderRelay(app.ctx.db, app.ctx.peers["order_service"], tracer=app.ctx.tracer)
         app.ctx.relay = relay
         app.ctx.seckill = Seckill(
-            app.ctx.db, relay.deliver, settings.seckill_batch_max, settings.seckill_batch_wait_ms
+            app.ctx.db,
+            relay.deliver,
+            settings.seckill_batch_max,
+            settings.seckill_batch_wait_ms,
+            tracer=app.ctx.tracer,
         )
         app.ctx.activities = ActivityService(app.ctx.db, on_change=app.ctx.seckill.forget)
 

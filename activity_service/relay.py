@@ -12,11 +12,14 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from opentelemetry.trace import Tracer
+
 from activity_service import repository
 from activity_service.seckill import present_order
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
+from common.tracing import span
 
 logger = logging.getLogger("seckill.relay")
 
@@ -27,10 +30,17 @@ RELAY_GRACE = timedelta(seconds=2)
 
 
 class OrderRelay:
-    def __init__(self, db: Database, orders: ServiceClient, interval: float = 1.0):
+    def __init__(
+        self,
+        db: Database,
+        orders: ServiceClient,
+        interval: float = 1.0,
+        tracer: Tracer | None = None,
+    ):
         self.db = db
         self.orders = orders
         self.interval = interval
+        self.tracer = tracer
         self._tasks: set[asyncio.Task] = set()
 
     async def send(self, orders: list[dict]) -> None:
@@ -57,7 +67,8 @@ class OrderRelay:
             rows = await repository.undelivered(self.db, utcnow() - RELAY_GRACE, RELAY_BATCH)
             if not rows:
                 return sent
-            await self.send([present_order(row) for row in rows])
+            with span(self.tracer, "order_relay resend", {"seckill.orders": len(rows)}):
+                await self.send([present_order(row) for row in rows])
             sent += len(rows)
             if len(rows) < RELAY_BATCH:
                 return sent

@@ -20,11 +20,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from opentelemetry.trace import Span, Tracer
+
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from common.db import DUPLICATE_KEY, Cursor, Database
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
+from common.tracing import batch_span, current_span
 
 logger = logging.getLogger("seckill.seckill")
 
@@ -66,16 +69,24 @@ class ActivityState:
 
     holders: dict[int, dict] = field(default_factory=dict)
     sold_out_until: float = 0.0
-    queue: list[tuple[int, asyncio.Future]] = field(default_factory=list)
+    queue: list[tuple[int, asyncio.Future, Span]] = field(default_factory=list)
     running: bool = False
 
 
 class Seckill:
-    def __init__(self, db: Database, deliver, batch_max: int, batch_wait_ms: float):
+    def __init__(
+        self,
+        db: Database,
+        deliver,
+        batch_max: int,
+        batch_wait_ms: float,
+        tracer: Tracer | None = None,
+    ):
         self.db = db
-        self.deliver = deliver  # callable(list of orders) -> Future done once order_service has them
+        self.deliver = deliver  # (orders) -> Future done once order_service holds them
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
+        self.tracer = tracer
         self._states: OrderedDict[int, ActivityState] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 
@@ -106,7 +117,7 @@ class Seckill:
         if state.sold_out_until > time.monotonic():
             return Outcome(error=SoldOut(activity_id))
         future = asyncio.get_running_loop().create_future()
-        state.queue.append((user_id, future))
+        state.queue.append((user_id, future, current_span()))
         if not state.running:
             state.running = True
             task = asyncio.create_task(self._drain(activity_id, state))
@@ -122,14 +133,23 @@ class Seckill:
                     await asyncio.sleep(self.batch_wait)
                 batch = state.queue[: self.batch_max]
                 del state.queue[: self.batch_max]
-                try:
-                    outcomes = await self._commit_batch(activity_id, state, [u for u, _ in batch])
-                except Exception:
-                    logger.exception("seckill batch for activity %s failed", activity_id)
-                    failure = ServiceUnavailable("the seckill could not be recorded; try again")
-                    outcomes = {user_id: Outcome(error=failure) for user_id, _ in batch}
+                # The batch's SQL and hand-off belong to its first request's trace;
+                # the batch span and every other request's server span link to each other.
+                with batch_span(
+                    self.tracer,
+                    "seckill batch",
+                    [span for _, _, span in batch],
+                    {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
+                ):
+                    try:
+                        users = [user_id for user_id, _, _ in batch]
+                        outcomes = await self._commit_batch(activity_id, state, users)
+                    except Exception:
+                        logger.exception("seckill batch for activity %s failed", activity_id)
+                        failure = ServiceUnavailable("the seckill could not be recorded; try again")
+                        outcomes = {user_id: Outcome(error=failure) for user_id, _, _ in batch}
                 answered: set[int] = set()
-                for user_id, future in batch:
+                for user_id, future, _ in batch:
                     outcome = outcomes[user_id]
                     if user_id in answered and outcome.created:
                         # Only one call placed the order; the user's repeats are told it exists.

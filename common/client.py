@@ -18,6 +18,7 @@ from common.config import Settings
 from common.discovery import Resolver
 from common.errors import PeerUnavailable
 from common.logs import request_id_var
+from common.tracing import client_trace_configs
 
 logger = logging.getLogger("seckill.client")
 
@@ -129,6 +130,7 @@ def setup_client(app: Sanic, settings: Settings, peers: tuple[str, ...] = ()) ->
             timeout=aiohttp.ClientTimeout(total=10, connect=2),
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            trace_configs=client_trace_configs(app),
         )
         app.ctx.peers = {
             peer: ServiceClient(app.ctx.http, app.ctx.resolver, peer, settings.service_token)

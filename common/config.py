@@ -88,6 +88,33 @@ def _secret(env: Mapping[str, str], name: str, required: bool) -> str | None:
     return None
 
 
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_traceidratio",
+    "parentbased_always_off",
+    "always_on",
+    "traceidratio",
+    "always_off",
+)
+
+
+def _otel_check(env: Mapping[str, str]) -> None:
+    """The OTEL_* variables the SDK reads itself, checked so a typo stops start-up."""
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol != "http/protobuf":
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, got {protocol!r}")
+    sampler = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
+    if sampler not in SAMPLERS:
+        known = ", ".join(SAMPLERS)
+        raise ConfigError(f"OTEL_TRACES_SAMPLER must be one of {known}, got {sampler!r}")
+    if sampler.endswith("traceidratio"):
+        ratio = _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
+        if not 0 <= ratio <= 1:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
+
+
 @dataclass(frozen=True)
 class Settings:
     service_name: str
@@ -109,6 +136,8 @@ class Settings:
     consul_check_timeout: float = 2.0
     consul_deregister_after: float = 60.0
     otel_endpoint: str | None = None
+    otel_traces_endpoint: str | None = None  # a full traces URL, if it differs from the base
+    otel_disabled: bool = False
     service_token: str | None = None
     token_private_key: str | None = None
     token_ttl_seconds: int = 3600
@@ -121,6 +150,15 @@ class Settings:
     log_level: str = "INFO"
 
     @property
+    def traces_url(self) -> str | None:
+        """Where spans go over OTLP/HTTP; None leaves tracing off."""
+        if self.otel_disabled:
+            return None
+        if self.otel_traces_endpoint:
+            return self.otel_traces_endpoint
+        return self.otel_endpoint.rstrip("/") + "/v1/traces" if self.otel_endpoint else None
+
+    @property
     def database(self) -> str:
         suffix = self.service_name.removesuffix("_service")
         return f"{self.db_prefix}_{suffix}"
@@ -130,6 +168,7 @@ class Settings:
         env = os.environ if env is None else env
         if service_name not in SERVICE_PORTS:
             raise ConfigError(f"unknown service {service_name!r}")
+        _otel_check(env)
         ports = {
             name: _int(env, f"{name.upper()}_PORT", default, minimum=1)
             for name, default in SERVICE_PORTS.items()
@@ -164,6 +203,8 @@ class Settings:
             consul_check_timeout=_float(env, "CONSUL_CHECK_TIMEOUT", 2.0, minimum=0.1),
             consul_deregister_after=_float(env, "CONSUL_DEREGISTER_AFTER", 60.0, minimum=1.0),
             otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
+            otel_disabled=_bool(env, "OTEL_SDK_DISABLED", False),
             service_token=_secret(
                 env, "SERVICE_TOKEN", required=service_name != "user_service"
             ),

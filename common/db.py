@@ -5,6 +5,10 @@ awaits through asyncio.shield: when a client hangs up and Sanic cancels the
 handler, the statement or transaction still runs to its end and the
 connection returns to the pool in a clean state. Without this, a cancelled
 query leaves a connection mid-protocol and the pool loses it.
+
+While tracing is on, a statement run inside a traced request or batch gets a
+span of its own (the SQL text, never the values), under a span per
+transaction attempt.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
 from common.config import Settings
@@ -63,10 +70,10 @@ async def run_shielded(coro: Awaitable[T]) -> T:
 class Database:
     """A pool of connections to one service's own database."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sql_spans: SqlSpans | None = None):
         self.settings = settings
         self.pool: aiomysql.Pool | None = None
-        self.span_hook: Callable[[str], Any] | None = None
+        self.sql_spans = sql_spans  # None while tracing is off
 
     async def connect(self) -> None:
         s = self.settings
@@ -91,17 +98,19 @@ class Database:
             self.pool = None
 
     @asynccontextmanager
-    async def _cursor(self, name: str) -> AsyncIterator[aiomysql.Cursor]:
+    async def _cursor(
+        self, transaction: str | None = None, attempt: int = 1
+    ) -> AsyncIterator[aiomysql.Cursor]:
         if self.pool is None:
             raise RuntimeError("database pool is not open")
-        span = self.span_hook(name) if self.span_hook else None
+        spans = self.sql_spans if self.sql_spans is not None and self.sql_spans.wanted() else None
         conn = await self.pool.acquire()
         try:
-            async with conn.cursor(aiomysql.DictCursor) as cur:
-                if span is None:
+            async with conn.cursor(spans.cursor_class if spans else aiomysql.DictCursor) as cur:
+                if spans is None or transaction is None:
                     yield cur
                 else:
-                    with span:
+                    with spans.transaction(transaction, attempt):
                         yield cur
         except BaseException:
             # A connection whose state we cannot vouch for never goes back.
@@ -116,7 +125,7 @@ class Database:
 
     async def fetch_one(self, sql: str, args: Sequence[Any] = ()) -> dict | None:
         async def work() -> dict | None:
-            async with self._cursor("SELECT") as cur:
+            async with self._cursor() as cur:
                 await cur.execute(sql, args)
                 return await cur.fetchone()
 
@@ -124,7 +133,7 @@ class Database:
 
     async def fetch_all(self, sql: str, args: Sequence[Any] = ()) -> list[dict]:
         async def work() -> list[dict]:
-            async with self._cursor("SELECT") as cur:
+            async with self._cursor() as cur:
                 await cur.execute(sql, args)
                 return list(await cur.fetchall())
 
@@ -148,7 +157,7 @@ class Database:
     ) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self._cursor(name) as cur:
+                async with self._cursor(name, attempt) as cur:
                     await cur.connection.begin()
                     result = await work(cur)
                     await cur.connection.commit()
@@ -168,12 +177,75 @@ class Database:
             return False
 
 
+class SqlSpans:
+    """A span per SQL statement under a span per transaction, inside a traced request only."""
+
+    def __init__(self, tracer: Tracer, settings: Settings):
+        self.tracer = tracer
+        self.database = settings.database
+        self.attributes = {
+            "db.system": "mysql",
+            "db.name": settings.database,
+            "server.address": settings.mysql_host,
+            "server.port": settings.mysql_port,
+        }
+        self.cursor_class = type("TracedCursor", (TracedCursor,), {"spans": self})
+
+    @staticmethod
+    def wanted() -> bool:
+        """Only under a recording span: background polling makes no traces of its own."""
+        return trace.get_current_span().is_recording()
+
+    def transaction(self, name: str, attempt: int) -> AbstractContextManager[Span]:
+        return self.tracer.start_as_current_span(
+            f"TRANSACTION {name}",
+            kind=SpanKind.CLIENT,
+            attributes={**self.attributes, "db.operation": "TRANSACTION", "db.attempt": attempt},
+        )
+
+    def statement(self, sql: str) -> AbstractContextManager[Span]:
+        operation = sql.split(None, 1)[0].upper() if sql.strip() else "SQL"
+        return self.tracer.start_as_current_span(
+            f"{operation} {self.database}",
+            kind=SpanKind.CLIENT,
+            attributes={**self.attributes, "db.operation": operation, "db.statement": sql},
+        )
+
+
+class TracedCursor(aiomysql.DictCursor):
+    """Records the statement as written, with its %s placeholders: never the values."""
+
+    spans: SqlSpans
+    _in_statement = False
+
+    async def execute(self, query: str, args: Any = None) -> int:
+        if self._in_statement:  # executemany's own execute calls carry the values inline
+            return await super().execute(query, args)
+        return await self._traced(query, super().execute, args)
+
+    async def executemany(self, query: str, args: Any) -> int:
+        return await self._traced(query, super().executemany, args)
+
+    async def _traced(self, query: str, run: Any, args: Any) -> int:
+        with self.spans.statement(query) as statement:
+            self._in_statement = True
+            try:
+                rows = await run(query, args)
+            finally:
+                self._in_statement = False
+            if rows is not None and rows >= 0:
+                key = "db.response.returned_rows" if self.description else "db.rows_affected"
+                statement.set_attribute(key, rows)
+            return rows
+
+
 def setup_db(app: Sanic, settings: Settings) -> None:
     """Open the pool before the server starts and close it after it stops."""
 
     @app.before_server_start
     async def open_pool(app: Sanic) -> None:
-        app.ctx.db = Database(settings)
+        tracer = getattr(app.ctx, "tracer", None)  # set by setup_tracing when tracing is on
+        app.ctx.db = Database(settings, SqlSpans(tracer, settings) if tracer else None)
         await app.ctx.db.connect()
 
     @app.after_server_stop

@@ -74,7 +74,8 @@ class Stack:
             **{f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()},
             **{f"{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in self.ports.items()},
         }
-        for key in ("CONSUL_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        # Consul and tracing only where a test asks for them.
+        for key in ["CONSUL_HOST", *(k for k in self.env if k.startswith("OTEL_"))]:
             self.env.pop(key, None)
         self.env.update(overrides)
         self.procs: dict[str, subprocess.Popen] = {}
