@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 MAX_STOCK = 10_000_000
+MONEY = re.compile(r"[0-9]{1,8}(\.[0-9]{1,2})?")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _money_string(value: object) -> object:
+    if not isinstance(value, str) or not MONEY.fullmatch(value):
+        raise ValueError('must be a decimal string with at most two places, such as "19.90"')
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must lie between 2000-01-01 and 9000-01-01 (UTC)")
+    return value
+
+
+# Money is a string on the wire; a JSON number or "1e3" is refused rather than guessed at.
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_money_string),
+    Field(gt=0, le=Decimal("99999999.99"), decimal_places=2),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$"}),
+]
+# ISO 8601 with an offset only (no epoch numbers), in a range MySQL's DATETIME holds.
+Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_range)]
 
 
 class _Strict(BaseModel):
@@ -17,16 +54,13 @@ class _Strict(BaseModel):
 class ActivityCreate(_Strict):
     name: str = Field(min_length=1, max_length=100, examples=["Double 11 flash sale"])
     product_name: str = Field(min_length=1, max_length=100, examples=["Mechanical keyboard"])
-    price: Decimal = Field(
-        gt=0, le=Decimal("99999999.99"), decimal_places=2, examples=["19.90"],
-        description="a decimal string with at most two places",
-    )
+    price: Price = Field(examples=["19.90"], description="a decimal string, at most two places")
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
-    starts_at: AwareDatetime = Field(examples=["2026-11-26T15:00:00Z"])
-    ends_at: AwareDatetime = Field(examples=["2026-11-26T16:00:00Z"])
+    starts_at: Timestamp = Field(examples=["2026-11-26T15:00:00Z"])
+    ends_at: Timestamp = Field(examples=["2026-11-26T16:00:00Z"])
 
     @model_validator(mode="after")
-    def window_is_forward(self) -> "ActivityCreate":
+    def window_is_forward(self) -> ActivityCreate:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
@@ -35,10 +69,10 @@ class ActivityCreate(_Strict):
 class ActivityPatch(_Strict):
     name: str | None = Field(None, min_length=1, max_length=100)
     product_name: str | None = Field(None, min_length=1, max_length=100)
-    price: Decimal | None = Field(None, gt=0, le=Decimal("99999999.99"), decimal_places=2)
+    price: Price | None = None
     stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
 
 
 class Activity(BaseModel):
