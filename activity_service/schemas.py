@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,21 +15,15 @@ from pydantic import (
     model_validator,
 )
 
+from common.validation import Timestamp
+
 MAX_STOCK = 10_000_000
 MONEY = re.compile(r"[0-9]{1,8}(\.[0-9]{1,2})?")
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _money_string(value: object) -> object:
     if not isinstance(value, str) or not MONEY.fullmatch(value):
         raise ValueError('must be a decimal string with at most two places, such as "19.90"')
-    return value
-
-
-def _in_range(value: datetime) -> datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError("must lie between 2000-01-01 and 9000-01-01 (UTC)")
     return value
 
 
@@ -43,8 +34,6 @@ Price = Annotated[
     Field(gt=0, le=Decimal("99999999.99"), decimal_places=2),
     WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$"}),
 ]
-# ISO 8601 with an offset only (no epoch numbers), in a range MySQL's DATETIME holds.
-Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_range)]
 
 
 class _Strict(BaseModel):

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError
 from sanic import Request
 
 from common.errors import BadRequest, InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_BIGINT = 2**63 - 1
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must lie between 2000-01-01 and 9000-01-01 (UTC)")
+    return value
+
+
+# ISO 8601 with an offset only (no epoch numbers), in a range MySQL's DATETIME holds
+# whatever the offset.
+Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_range)]
+# A positive id that fits MySQL's BIGINT.
+Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.validation import Id, Timestamp
 
 
 class Order(BaseModel):
@@ -25,8 +27,8 @@ class OrderPage(BaseModel):
 class OrderQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    activity_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    user_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    activity_id: Id | None = None
+    user_id: Id | None = None
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000_000)
 
@@ -37,10 +39,11 @@ class NewOrder(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
-    activity_id: int = Field(ge=1)
-    user_id: int = Field(ge=1)
-    amount: Decimal = Field(ge=0, decimal_places=2)
-    created_at: AwareDatetime
+    activity_id: Id
+    user_id: Id
+    # Bounded like the column: INSERT IGNORE would otherwise clip what does not fit.
+    amount: Decimal = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
+    created_at: Timestamp
 
 
 class NewOrders(BaseModel):

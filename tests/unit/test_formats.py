@@ -4,6 +4,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from activity_service.seckill import new_order_no, present_order
@@ -37,7 +38,7 @@ def test_order_nos_pass_order_service_validation():
         "order_no": new_order_no(NOW), "activity_id": 1, "user_id": 2,
         "amount": Decimal("19.9"), "created_at": NOW,
     })
-    parsed = NewOrder.model_validate(order)
+    parsed = NewOrder.model_validate_json(orjson.dumps(order))  # as it travels
     assert parsed.order_no == order["order_no"] and parsed.amount == Decimal("19.90")
 
 
