@@ -248,6 +248,12 @@ async def test_internal_endpoint_is_idempotent(api, stack):
         ({"user_id": -1}, "orders.0.user_id"),
         ({"amount": "1.001"}, "orders.0.amount"),
         ({"created_at": "2026-11-26T15:00:00"}, "orders.0.created_at"),
+        ({"created_at": "9999-12-31T23:59:59-12:00"}, "orders.0.created_at"),
+        ({"created_at": 1_700_000_000}, "orders.0.created_at"),
+        # What the columns cannot hold is refused, not clipped by INSERT IGNORE.
+        ({"user_id": 2**64}, "orders.0.user_id"),
+        ({"activity_id": 2**63}, "orders.0.activity_id"),
+        ({"amount": "100000000.00"}, "orders.0.amount"),
     ],
 )
 async def test_internal_endpoint_validates(api, stack, change, field):
@@ -255,3 +261,6 @@ async def test_internal_endpoint_validates(api, stack, change, field):
     body = {"orders": [detached_order() | change]}
     reply = await api.call("POST", "order_service", "/internal/orders", json=body, headers=headers)
     assert_field_error(reply, field)
+    order_no = body["orders"][0]["order_no"]
+    rows = stack.query("order_service", "SELECT 1 FROM orders WHERE order_no = %s", (order_no,))
+    assert rows == []
