@@ -44,6 +44,19 @@ def connection_ids(stack: Stack, service: str, busy_only: bool = False) -> set[i
         return {row["ID"] for row in cur.fetchall()}
 
 
+def pool_connections(stack: Stack, service: str) -> set[int]:
+    """The ids of a full pool's POOL_SIZE connections, once MySQL shows exactly that many.
+
+    A connection a test just closed may linger in the process list for a moment;
+    a pool that lost connections never shows POOL_SIZE again while idle.
+    """
+    deadline = time.monotonic() + 10
+    while len(seen := connection_ids(stack, service)) != POOL_SIZE:
+        assert time.monotonic() < deadline, f"{service} holds {len(seen)} connections"
+        time.sleep(0.2)
+    return seen
+
+
 async def hang_up(
     port: int, method: str, path: str, token: str | None, body: bytes | None, rng: random.Random
 ) -> None:
@@ -280,7 +293,7 @@ async def test_hang_ups_leave_no_half_done_work_and_no_lost_connections(own_stac
         probe = PoolProbe(api, stack)
         await probe.prepare()
         await probe.run()  # also brings every pool to its full size
-        before = {service: connection_ids(stack, service) for service in services}
+        before = {service: pool_connections(stack, service) for service in services}
 
         await storm_of_hang_ups(api, stack, users, activity_ids, count=900)
         await storm_of_hang_ups(api, stack, users, activity_ids, count=400)
@@ -293,7 +306,7 @@ async def test_hang_ups_leave_no_half_done_work_and_no_lost_connections(own_stac
         assert scarce_now.body["status"] == "sold_out", scarce_now
 
         # Not one pool connection was closed or replaced, and none leaked.
-        after = {service: connection_ids(stack, service) for service in services}
+        after = {service: pool_connections(stack, service) for service in services}
         assert after == before
         await probe.run()
 
