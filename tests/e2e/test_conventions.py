@@ -1,5 +1,7 @@
 """What holds for all three services: problem+json errors, request ids, limits, health, docs."""
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -163,3 +165,40 @@ async def test_internal_error_is_500_without_a_stack_trace(api, stack):
     assert "orders_away" not in str(body) and "pymysql" not in str(body).lower()
     assert (await api.call("GET", "order_service", "/orders", token=user.token)).status == 200
     assert "boom-1" in (stack.tmp / "order_service.log").read_text(errors="replace")
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """One request on a raw socket; the server may reset it while refusing a body, so retry."""
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(65536), timeout=30)
+            if answer:
+                return answer
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+    raise AssertionError("no answer in five attempts")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_broken_http_is_a_problem_too(stack, service):
+    port = stack.ports[service]
+    garbage = await raw_exchange(port, b"GARBAGE\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 400")
+    chunk = b"a" * 65536
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(17)) + b"0\r\n\r\n"
+    too_big = await raw_exchange(
+        port,
+        b"POST " + POSTS[service].encode() + b" HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n" + chunked,
+    )
+    assert too_big.startswith(b"HTTP/1.1 413")
+    for answer in (garbage, too_big):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-type: application/problem+json" in head.lower()
+        assert b"x-request-id: " in head.lower()
+        assert b'"code":"' in body and b"Traceback" not in body

@@ -1,5 +1,6 @@
 """user_service's contract: registration, tokens, /users/me, /users/{id}, and token checks."""
 
+import asyncio
 import secrets
 
 import jwt
@@ -48,6 +49,18 @@ async def test_username_taken(api):
     assert (await api.register(name)).status == 201
     assert_problem(await api.register(name), 409, "username_taken")
     assert_problem(await api.register(name, password="another-password"), 409, "username_taken")
+
+
+async def test_concurrent_registrations_of_one_name(api, stack):
+    name = fresh_name()
+    twins = [name, name.upper(), name, name.upper()] * 3
+    replies = await asyncio.gather(*(api.register(n) for n in twins))
+    assert sorted(r.status for r in replies) == [201] + [409] * (len(twins) - 1), replies
+    for reply in replies:
+        if reply.status == 409:
+            assert_problem(reply, 409, "username_taken")
+    rows = stack.query("user_service", "SELECT id FROM users WHERE username = %s", (name,))
+    assert len(rows) == 1
 
 
 @pytest.mark.parametrize(
