@@ -401,3 +401,26 @@ async def test_seckill_ignores_a_body(api):
     assert reply.status == 201 and reply.body["user_id"] == buyer.id, reply
     now = await api.call("GET", "activity_service", f"/activities/{activity['id']}")
     assert now.body["remaining"] == 0
+
+
+async def test_a_sold_out_activity_that_ends_answers_ended(api):
+    """Once the end has passed, newcomers hear `ended`, even right after it sold out."""
+    holder, *late = await api.new_users(41)
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    activity = await api.create_activity(
+        stock=1, starts_at=iso(ends - timedelta(hours=1)), ends_at=iso(ends)
+    )
+    assert (await api.seckill(activity["id"], holder.token)).status == 201
+    answers = []
+    for user in late:  # keep asking while the end passes
+        sent = datetime.now(UTC)
+        reply = await api.seckill(activity["id"], user.token)
+        answers.append((sent, reply.code))
+        if sent > ends + timedelta(seconds=1.5):
+            break
+        await asyncio.sleep(0.1)
+    assert answers[-1][0] > ends, "the loop ran out of users before the end"
+    after_end = [code for sent, code in answers if sent > ends + timedelta(milliseconds=50)]
+    before_end = [code for sent, code in answers if sent < ends - timedelta(milliseconds=50)]
+    assert after_end and set(after_end) == {"ended"}, answers
+    assert set(before_end) <= {"sold_out"}, answers
