@@ -279,8 +279,9 @@ def outbox_is_empty(stack: Stack) -> bool:
     return stack.query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"] == 0
 
 
-async def test_hang_ups_leave_no_half_done_work_and_no_lost_connections(own_stack):
-    stack = own_stack(DB_POOL_SIZE=str(POOL_SIZE))
+@pytest.mark.parametrize("batch_max", ["200", "1"], ids=["group-commit", "one-per-request"])
+async def test_hang_ups_leave_no_half_done_work_and_no_lost_connections(own_stack, batch_max):
+    stack = own_stack(DB_POOL_SIZE=str(POOL_SIZE), SECKILL_BATCH_MAX=batch_max)
     services = ("user_service", "activity_service", "order_service")
     async with aiohttp.ClientSession() as session:
         api = Api(stack, session)
