@@ -88,6 +88,19 @@ async def test_body_over_one_mib_is_413(api, stack, service):
     assert (await api.call("GET", service, "/health")).status == 200
 
 
+async def test_a_body_of_exactly_one_mib_is_read(api):
+    head, tail = b'{"username": "abc", "password": "', b'"}'
+    body = head + b"p" * (1024 * 1024 - len(head) - len(tail)) + tail
+    assert len(body) == 1024 * 1024
+    reply = await api.call("POST", "user_service", "/users", data=body)
+    assert_problem(reply, 422, "invalid_request")  # read and judged, not refused unread
+    reply = await api.call(
+        "POST", "user_service", "/users", data=body[:-2] + b'p"}',
+        headers={"Expect": "100-continue"},
+    )
+    assert_problem(reply, 413, "payload_too_large")
+
+
 @pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize(
     "raw", [b"{bad", b'{"username": "abc",}', b"\xff\xfe\x00", b'{"a": 1', b"nul\x00l", b"'x'"]
