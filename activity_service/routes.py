@@ -16,7 +16,7 @@ from activity_service.schemas import (
     PageQuery,
 )
 from common.auth import current_user, require_admin
-from common.openapi import json_response, problem_response
+from common.openapi import json_body, json_response, problem_response
 from common.validation import parse_body, parse_query
 
 bp = Blueprint("activities")
@@ -37,7 +37,7 @@ def checked_id(activity_id: int) -> int:
 @openapi.summary("Create a flash-sale activity")
 @openapi.tag("activities")
 @openapi.secured("bearer")
-@openapi.body({"application/json": ActivityCreate}, required=True)
+@json_body(ActivityCreate)
 @json_response(201, Activity, "the new activity")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
@@ -73,7 +73,7 @@ async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
 @openapi.summary("Change an activity; stock only before it starts")
 @openapi.tag("activities")
 @openapi.secured("bearer")
-@openapi.body({"application/json": ActivityPatch}, required=True)
+@json_body(ActivityPatch)
 @json_response(200, Activity, "the changed activity")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")

@@ -25,12 +25,25 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+def schema(model: type[BaseModel]) -> Any:
+    """A model as a component of the document: its real JSON schema, referenced by name.
+
+    Given the bare class, sanic-ext would describe the Python class (its methods
+    and model_config) instead of what goes over the wire.
+    """
+    return openapi.Component(model)
+
+
+def json_body(model: type[BaseModel]) -> Any:
+    return openapi.body({"application/json": schema(model)}, required=True)
+
+
 def problem_response(status: int, description: str) -> Any:
-    return openapi.response(status, {"application/problem+json": Problem}, description)
+    return openapi.response(status, {"application/problem+json": schema(Problem)}, description)
 
 
 def json_response(status: int, model: type[BaseModel], description: str) -> Any:
-    return openapi.response(status, {"application/json": model}, description)
+    return openapi.response(status, {"application/json": schema(model)}, description)
 
 
 def setup_openapi(app: Sanic) -> None:

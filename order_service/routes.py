@@ -6,7 +6,7 @@ from sanic_ext import openapi
 
 from common.auth import current_user, require_service
 from common.errors import NotFound
-from common.openapi import json_response, problem_response
+from common.openapi import json_body, json_response, problem_response
 from common.validation import parse_body, parse_query
 from order_service.schemas import Accepted, NewOrders, Order, OrderPage, OrderQuery
 
@@ -69,7 +69,7 @@ async def pay_order(request: Request, order_no: str) -> HTTPResponse:
 @internal.post("/internal/orders")
 @openapi.summary("Record orders committed by activity_service's seckill (idempotent)")
 @openapi.tag("internal")
-@openapi.body({"application/json": NewOrders}, required=True)
+@json_body(NewOrders)
 @json_response(200, Accepted, "all given orders are stored")
 @problem_response(403, "forbidden: the service credential is required")
 @problem_response(422, "invalid_request")

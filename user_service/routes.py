@@ -5,7 +5,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from common.auth import current_user, public_jwk
-from common.openapi import json_response, problem_response
+from common.openapi import json_body, json_response, problem_response
 from common.validation import parse_body
 from user_service.schemas import Credentials, JwkSet, Token, User
 
@@ -15,7 +15,7 @@ bp = Blueprint("users")
 @bp.post("/users")
 @openapi.summary("Register an account")
 @openapi.tag("users")
-@openapi.body({"application/json": Credentials}, required=True)
+@json_body(Credentials)
 @json_response(201, User, "the new account")
 @problem_response(409, "username_taken")
 @problem_response(422, "invalid_request")
@@ -28,7 +28,7 @@ async def register(request: Request) -> HTTPResponse:
 @bp.post("/tokens")
 @openapi.summary("Log in: exchange a username and password for an access token")
 @openapi.tag("users")
-@openapi.body({"application/json": Credentials}, required=True)
+@json_body(Credentials)
 @json_response(200, Token, "a bearer access token")
 @problem_response(401, "invalid_credentials")
 @problem_response(422, "invalid_request")
