@@ -215,3 +215,55 @@ async def test_broken_http_is_a_problem_too(stack, service):
         assert b"content-type: application/problem+json" in head.lower()
         assert b"x-request-id: " in head.lower()
         assert b'"code":"' in body and b"Traceback" not in body
+
+
+def resolve(document: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+@pytest.mark.parametrize(
+    "service, method, path, body_fields, status, answer_fields",
+    [
+        ("user_service", "post", "/users", {"username", "password"}, "201",
+         {"id", "username", "is_admin", "created_at"}),
+        ("user_service", "post", "/tokens", {"username", "password"}, "200",
+         {"access_token", "token_type", "expires_in"}),
+        ("activity_service", "post", "/activities",
+         {"name", "product_name", "price", "stock", "starts_at", "ends_at"}, "201",
+         {"id", "name", "product_name", "price", "stock", "remaining", "starts_at", "ends_at",
+          "status"}),
+        ("activity_service", "patch", "/activities/{activity_id}",
+         {"name", "product_name", "price", "stock", "starts_at", "ends_at"}, "200", None),
+        ("order_service", "post", "/internal/orders", {"orders"}, "200", {"accepted"}),
+        ("order_service", "get", "/orders", None, "200", {"items", "total"}),
+    ],
+)
+async def test_openapi_schemas_describe_the_wire(
+    api, service, method, path, body_fields, status, answer_fields
+):
+    """Bodies and answers are described by their JSON schemas, not by the Python classes."""
+    document = (await api.call("GET", service, "/docs/openapi.json")).body
+    operation = document["paths"][path][method]
+    if body_fields:
+        body = resolve(document, operation["requestBody"]["content"]["application/json"]["schema"])
+        assert set(body["properties"]) == body_fields, body
+    if answer_fields:
+        answer = resolve(document, operation["responses"][status]["content"]["application/json"][
+            "schema"
+        ])
+        assert set(answer["properties"]) == answer_fields, answer
+    problems = [r for code, r in operation["responses"].items() if code.startswith(("4", "5"))]
+    for problem in problems:
+        schema = resolve(document, problem["content"]["application/problem+json"]["schema"])
+        assert {"type", "title", "status", "detail", "code"} <= set(schema["properties"])
+
+
+async def test_openapi_money_and_status_are_typed(api):
+    document = (await api.call("GET", "activity_service", "/docs/openapi.json")).body
+    schemas = document["components"]["schemas"]
+    assert schemas["ActivityCreate"]["properties"]["price"]["type"] == "string"
+    assert schemas["Activity"]["properties"]["status"]["enum"] == [
+        "upcoming", "active", "sold_out", "ended"
+    ]
