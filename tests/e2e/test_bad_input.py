@@ -37,10 +37,14 @@ async def world(api, stack):
     alice, bob = await api.new_users(2)
     activity = await api.create_activity(stock=5)
     upcoming = await api.create_activity(stock=5, **window(start_in=3600))
-    order = (await api.seckill(activity["id"], alice.token)).body
+    bought = await api.seckill(activity["id"], alice.token)
+    assert bought.status == 201, bought
+    order = bought.body
     deadline = time.monotonic() + 30
-    while stack.query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"]:
-        assert time.monotonic() < deadline, "the outbox did not drain"
+    while pending := stack.query("activity_service", "SELECT * FROM outbox LIMIT 5"):
+        assert time.monotonic() < deadline, (
+            f"the outbox did not drain: {pending}\n{stack.log('activity_service')}"
+        )
         time.sleep(0.1)
     world = {
         "alice": alice,
