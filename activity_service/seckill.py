@@ -207,11 +207,11 @@ class Seckill:
                 for record in created:
                     outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
             active = activity["starts_at"] <= now < activity["ends_at"]
-            return outcomes, created, activity["stock"] if sold_out and active else None
+            return outcomes, created, activity if sold_out and active else None
 
         # A duplicate key means another worker or instance committed this user's
         # record after our snapshot: a fresh attempt reads it as an existing order.
-        outcomes, created, stock = await self.db.transaction(
+        outcomes, created, sold_out = await self.db.transaction(
             work, name="seckill_batch", retry_on=frozenset({DUPLICATE_KEY})
         )
         handoff = self.deliver([present_order(r) for r in created]) if created else None
@@ -220,13 +220,19 @@ class Seckill:
                 state.holders[user_id] = outcome.order
             if outcome.created:
                 outcome.handoff = handoff
-        if stock is not None:
-            await self._remember_sold_out(activity_id, state, stock)
+        if sold_out is not None:
+            await self._remember_sold_out(activity_id, state, sold_out)
         return outcomes
 
-    async def _remember_sold_out(self, activity_id: int, state: ActivityState, stock: int) -> None:
-        """Know every holder (at most `stock` of them), then answer from memory for a while."""
-        if len(state.holders) < stock:
+    async def _remember_sold_out(
+        self, activity_id: int, state: ActivityState, activity: dict
+    ) -> None:
+        """Know every holder (at most `stock` of them), then answer from memory for a while.
+
+        Never past the activity's end: from then on newcomers must hear `ended`.
+        """
+        if len(state.holders) < activity["stock"]:
             for record in await repository.all_records(self.db, activity_id):
                 state.holders.setdefault(record["user_id"], present_order(record))
-        state.sold_out_until = time.monotonic() + SOLD_OUT_TRUST_SECONDS
+        until_end = (activity["ends_at"] - utcnow()).total_seconds()
+        state.sold_out_until = time.monotonic() + min(SOLD_OUT_TRUST_SECONDS, until_end)

@@ -13,7 +13,7 @@ from activity_service.errors import (
     StockBelowSold,
 )
 from activity_service.schemas import ActivityCreate, ActivityPatch
-from common.db import Cursor, Database
+from common.db import Cursor, Database, run_shielded
 from common.errors import InvalidRequest
 from common.formats import iso, money, to_db, utcnow
 
@@ -95,8 +95,7 @@ class ActivityService:
                 changes["updated_at"] = now
                 await repository.update_activity(cur, activity_id, changes)
 
-        await self.db.transaction(work, name="update_activity")
-        self.on_change(activity_id)
+        await self._change(activity_id, work, "update_activity")
         return await self.get(activity_id)
 
     async def delete(self, activity_id: int) -> None:
@@ -107,5 +106,15 @@ class ActivityService:
                 raise HasOrders(f"activity {activity_id} has orders and cannot be deleted")
             await repository.delete_activity(cur, activity_id)
 
-        await self.db.transaction(work, name="delete_activity")
-        self.on_change(activity_id)
+        await self._change(activity_id, work, "delete_activity")
+
+    async def _change(self, activity_id: int, work, name: str) -> None:
+        """Commit, then tell the seckill; shielded whole, so a client hanging up skips neither."""
+
+        async def commit_and_announce() -> None:
+            try:
+                await self.db.transaction(work, name=name)
+            finally:
+                self.on_change(activity_id)
+
+        await run_shielded(commit_and_announce())

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sanic import Request, Sanic
 
+from common.config import ConfigError
 from common.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 ALGORITHM = "EdDSA"
@@ -30,9 +31,13 @@ class Principal:
 
 
 def load_private_key(pem: str) -> Ed25519PrivateKey:
-    key = load_pem_private_key(pem.encode(), password=None)
+    """The signing key from TOKEN_PRIVATE_KEY; one that does not load stops start-up."""
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        key = None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("TOKEN_PRIVATE_KEY must be an Ed25519 private key")
+        raise ConfigError("TOKEN_PRIVATE_KEY must be an unencrypted Ed25519 private key in PEM")
     return key
 
 
@@ -77,8 +82,8 @@ class TokenVerifier:
         if self._key is None:
             try:
                 await asyncio.wait_for(self._key_ready.wait(), timeout=5)
-            except asyncio.TimeoutError:
-                raise ServiceUnavailable("the token verification key is not available yet") from None
+            except TimeoutError:
+                raise ServiceUnavailable("the token key is not available yet") from None
         try:
             claims = jwt.decode(
                 token,
@@ -126,7 +131,7 @@ def require_service(request: Request) -> None:
 def setup_remote_keys(app: Sanic) -> None:
     """Services other than user_service fetch its public key once, retrying until it answers."""
     app.ctx.tokens = TokenVerifier()
-    
+
     async def fetch_jwks(app: Sanic) -> None:
         delay = 0.2
         while True:

@@ -78,6 +78,25 @@ _SANIC_CODES = {
 }
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request | None, exc: SanicException) -> list[str]:
+    """The methods a path answers, for the Allow header every 405 must carry (RFC 9110).
+
+    The router names them for static paths only; for paths with parameters, ask it per method.
+    """
+    allowed = set(getattr(exc, "allowed_methods", None) or ())
+    if not allowed and request is not None:
+        for method in _METHODS:
+            try:
+                request.app.router.get(request.path, method, request.headers.get("host"))
+            except SanicException:
+                continue
+            allowed.add(method)
+    return sorted(allowed)
+
+
 def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
     body = {
         "type": "about:blank",
@@ -103,8 +122,8 @@ def problem_from_exception(request: Request | None, exc: BaseException) -> HTTPR
         if status == 400 and "json" in detail.lower():
             detail = "the request body is not valid JSON"
         response = problem(status, code, detail)
-        if status == 405 and getattr(exc, "allowed_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        if status == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request, exc))
         return response
     logger.exception("unhandled error", exc_info=exc)
     return problem(500, "internal_error", "the server could not handle the request")

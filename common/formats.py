@@ -5,11 +5,12 @@ In MySQL, timestamps are naive UTC DATETIMEs.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 
 def utcnow() -> datetime:
@@ -47,12 +48,23 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-# In: a decimal string (a JSON number is accepted too); Field() adds the bounds.
+def _money_text(value: object) -> object:
+    # Only the documented form: a string, no exponent, NaN or sign. A JSON number is
+    # refused: a binary float cannot hold most prices exactly.
+    if not isinstance(value, str) or not re.fullmatch(MONEY_IN_PATTERN, value):
+        raise ValueError("must be a decimal string like 19.90")
+    return value
+
+
+# In: a decimal string; Field() adds the bounds.
 MoneyIn = Annotated[
-    Decimal, WithJsonSchema({"type": "string", "pattern": MONEY_IN_PATTERN, "examples": ["19.90"]})
+    Decimal,
+    BeforeValidator(_money_text),
+    WithJsonSchema({"type": "string", "pattern": MONEY_IN_PATTERN, "examples": ["19.90"]}),
 ]
-# In: ISO 8601 with an offset (Z or +hh:mm), within the years MySQL keeps.
-TimestampIn = Annotated[AwareDatetime, AfterValidator(_in_range)]
+# In: an ISO 8601 string with an offset (Z or +hh:mm), never an epoch number, within the
+# years MySQL keeps.
+TimestampIn = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_range)]
 # Out: as money() and iso() write them.
 Money = Annotated[
     str, WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]})

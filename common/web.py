@@ -23,12 +23,17 @@ MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def dumps(value: object) -> bytes:
+    """orjson, allowing int keys: the OpenAPI document keys its responses by status code."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def new_app(settings: Settings, title: str) -> Sanic:
     """A Sanic app with the shared JSON codec, limits, logging and OpenAPI metadata."""
     log_config = setup_logging(settings.service_name, settings.log_level)
     app = Sanic(
         settings.service_name,
-        dumps=orjson.dumps,
+        dumps=dumps,
         loads=orjson.loads,
         log_config=log_config,
         configure_logging=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,9 +41,10 @@ class NewOrder(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
-    activity_id: int = Field(ge=1)
-    user_id: int = Field(ge=1)
-    amount: MoneyIn = Field(ge=0, decimal_places=2)
+    activity_id: int = Field(ge=1, le=2**63 - 1)
+    user_id: int = Field(ge=1, le=2**63 - 1)
+    # Bounded like the columns: INSERT IGNORE would otherwise clip what does not fit.
+    amount: MoneyIn = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
     created_at: TimestampIn
 
 
