@@ -76,8 +76,14 @@ def component(model: type[BaseModel]) -> Any:
     return definitions.Component(model)
 
 
-def json_body(model: type[BaseModel]) -> Any:
-    return openapi.body({"application/json": component(model)}, required=True)
+def json_body(model: type[BaseModel]) -> Callable[[T], T]:
+    """A required JSON body; any route with a body can also be answered 413."""
+
+    def document(handler: T) -> T:
+        handler = openapi.body({"application/json": component(model)}, required=True)(handler)
+        return problem_response(413, "payload_too_large: the body is over 1 MiB")(handler)
+
+    return document
 
 
 def json_response(status: int, model: type[BaseModel], description: str) -> Any:
