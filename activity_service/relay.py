@@ -33,17 +33,26 @@ class OrderRelay:
         self.interval = interval
         self._tasks: set[asyncio.Task] = set()
 
-    async def send(self, orders: list[dict]) -> None:
+    async def send(self, orders: list[dict], acknowledged: asyncio.Future | None = None) -> None:
         """One internal call for a whole batch; the outbox rows go once it is acknowledged."""
-        await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+        try:
+            await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+        finally:
+            if acknowledged is not None and not acknowledged.done():
+                acknowledged.set_result(None)  # whatever the outcome: nobody waits for the relay
         await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
 
-    def deliver(self, orders: list[dict]) -> asyncio.Task:
-        """Send in the background; the relay loop retries if this attempt fails."""
-        task = asyncio.create_task(self.send(orders))
+    def deliver(self, orders: list[dict]) -> asyncio.Future:
+        """Send in the background; the relay loop retries if this attempt fails.
+
+        Returns a future that is done once order_service has answered (before
+        the outbox rows are deleted, which nobody needs to wait for).
+        """
+        acknowledged = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self.send(orders, acknowledged))
         self._tasks.add(task)
         task.add_done_callback(self._settle)
-        return task
+        return acknowledged
 
     def _settle(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

@@ -71,6 +71,11 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
 
 
 def setup_health(app: Sanic) -> None:
+    @app.get("/livez", name="livez")
+    async def livez(request: Request) -> HTTPResponse:
+        """Liveness only: the process answers; no database (the benchmark's ceiling)."""
+        return json({"status": "ok"})
+
     @app.get("/health", name="health")
     async def health(request: Request) -> HTTPResponse:
         """Liveness and readiness: the service answers and its database does too."""
