@@ -85,7 +85,8 @@ class ActivityState:
     closed_until: float = 0.0
     generation: int = 0  # bumped by forget(); a batch older than that must not re-close
     queue: deque[tuple[int, asyncio.Future]] = field(default_factory=deque)
-    running: bool = False
+    running: int = 0  # batch runners in flight
+    loading: bool = False  # a runner is loading every holder
 
     def answer(self, user_id: int) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
@@ -98,12 +99,18 @@ class ActivityState:
 
 
 class Seckill:
-    def __init__(self, db: Database, deliver, batch_max: int, batch_wait_ms: float):
+    def __init__(
+        self, db: Database, deliver, batch_max: int, batch_wait_ms: float, in_flight: int = 0
+    ):
         self.db = db
         # deliver(orders) -> a future that is done once order_service holds them
         self.deliver = deliver
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
+        # Transactions in flight per activity in this worker. Batches: two, so the
+        # next one does its reads while the last one holds the row lock. One per
+        # request: as many as the pool has connections, as a plain handler would.
+        self.in_flight = in_flight or (db.settings.db_pool_size if batch_max == 1 else 2)
         self._states: OrderedDict[int, ActivityState] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 
@@ -127,6 +134,11 @@ class Seckill:
             state.generation += 1
             state.rejection, state.closed_until = None, 0.0
 
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the batches in flight (at shutdown, so none is cut off mid-way)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
         state = self._state(activity_id)
         outcome = state.answer(user_id)
@@ -134,8 +146,8 @@ class Seckill:
             return outcome
         future = asyncio.get_running_loop().create_future()
         state.queue.append((user_id, future))
-        if not state.running:
-            state.running = True
+        if state.running < self.in_flight:
+            state.running += 1
             task = asyncio.create_task(self._drain(activity_id, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -174,7 +186,7 @@ class Seckill:
                 if closed is not None:
                     await self._close(activity_id, state, closed, generation)
         finally:
-            state.running = False
+            state.running -= 1
 
     def _take_batch(self, state: ActivityState) -> list[tuple[int, asyncio.Future]]:
         """Up to batch_max queued requests that memory cannot answer; the rest are answered."""
@@ -257,8 +269,9 @@ class Seckill:
         self, activity_id: int, state: ActivityState, closed: Closed, generation: int
     ) -> None:
         """Know every holder (at most `stock` of them), then answer newcomers from memory."""
-        if closed.trust_seconds <= 0:
-            return
+        if closed.trust_seconds <= 0 or state.loading:
+            return  # another runner of this worker is loading them
+        state.loading = True
         try:
             if len(state.holders) < closed.sold:
                 for record in await repository.all_records(self.db, activity_id):
@@ -266,6 +279,8 @@ class Seckill:
         except Exception as exc:
             logger.warning("could not load the holders of activity %s: %s", activity_id, exc)
             return
+        finally:
+            state.loading = False
         if state.generation == generation:
             state.rejection = closed.rejection
             state.closed_until = time.monotonic() + closed.trust_seconds

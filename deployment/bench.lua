@@ -4,7 +4,8 @@
 --   BENCH_METHOD, BENCH_PATH   the request line
 --   BENCH_TOKENS               file with one bearer token per line ("-" or unset: no token)
 --   BENCH_ORDER                file with one 1-based token index per line: the global sequence
---   BENCH_STOP_AT_SOLD_OUT     "1": a thread stops at its first 409 (the sale is over)
+--   BENCH_STOP_AT_SOLD_OUT     "1": a thread stops 2 s after its first 409 (the sale is over;
+--                              the wait lets 201s still in flight arrive and be counted)
 --   BENCH_THREADS              wrk -t, so each thread knows its share
 --   BENCH_DONE_DIR             a stopping thread leaves a file here (wrk itself runs to -d,
 --                              so bench.py interrupts it once every thread is done)
@@ -66,6 +67,7 @@ function init(args)
   last_answer_us = 0
   answered_at_last_created = 0
   stopping = false
+  sold_out_at_us = 0
 end
 
 function request()
@@ -93,7 +95,10 @@ function response(status, headers, body)
     last_created_us = last_answer_us
     answered_at_last_created = answered
   end
-  if answered >= #order or (stop_at_sold_out and status == 409) then
+  if stop_at_sold_out and status == 409 and sold_out_at_us == 0 then
+    sold_out_at_us = last_answer_us
+  end
+  if answered >= #order or (sold_out_at_us > 0 and last_answer_us - sold_out_at_us > 2000000) then
     stopping = true
     wrk.thread:stop()
     local marker = io.open(os.getenv("BENCH_DONE_DIR") .. "/" .. id, "w")

@@ -94,6 +94,11 @@ class Run:
         return self.statuses.get("201", 0)
 
     @property
+    def sale_rps(self) -> float:
+        """Requests answered per second from the first request to the last 201."""
+        return self.answered_while_selling / self.selling_seconds if self.selling_seconds else 0.0
+
+    @property
     def orders_per_second(self) -> float:
         return self.created / self.selling_seconds if self.selling_seconds else 0.0
 
