@@ -107,10 +107,11 @@ class Seckill:
         self.deliver = deliver
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
-        # Transactions in flight per activity in this worker. Batches: two, so the
-        # next one does its reads while the last one holds the row lock. One per
-        # request: as many as the pool has connections, as a plain handler would.
-        self.in_flight = in_flight or (db.settings.db_pool_size if batch_max == 1 else 2)
+        # Transactions in flight per activity in this worker. Batches: one, so that
+        # requests gather while it commits (a second one in flight halves the batch
+        # and doubles the per-batch work). One per request: as many as the pool
+        # has connections, as plain handlers would.
+        self.in_flight = in_flight or (db.settings.db_pool_size if batch_max == 1 else 1)
         self._states: OrderedDict[int, ActivityState] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 

@@ -164,7 +164,8 @@ class Bench:
             time.sleep(0.5)
         remaining = q("activity_service", "SELECT remaining FROM activities WHERE id = %s",
                       (activity_id,))[0]["remaining"]
-        records = q("activity_service", "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users "
+        records = q("activity_service", "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, "
+                    "COUNT(DISTINCT created_at) AS batches "
                     "FROM seckill_records WHERE activity_id = %s", (activity_id,))[0]
         ours = {r["order_no"] for r in q("activity_service", "SELECT order_no FROM "
                                          "seckill_records WHERE activity_id = %s", (activity_id,))}
@@ -180,7 +181,12 @@ class Bench:
             (run.socket_errors == 0 and not any(s.startswith("5") for s in run.statuses),
              f"no 5xx or socket errors ({run.socket_errors} socket errors)"),
         ]
-        return [("ok   " if ok else "FAIL ") + text for ok, text in checks]
+        # A batch stamps all its records with one created_at.
+        batches = max(records["batches"], 1)
+        return [("ok   " if ok else "FAIL ") + text for ok, text in checks] + [
+            f"     {records['n'] / batches:.1f} orders per committed batch on average "
+            f"({batches} batches)"
+        ]
 
 
 def show(name: str, run: Run) -> None:
