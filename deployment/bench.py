@@ -66,6 +66,7 @@ class Bench:
         self.stack = Stack(tmp)
         self.key = load_private_key((tmp / "token_key.pem").read_text())
         self.next_user = SYNTHETIC_IDS_FROM
+        self.tokens: dict[int, str] = {}
         self.files = 0
 
     # The stack
@@ -119,8 +120,11 @@ class Bench:
         return ids
 
     def tokens_for(self, user_ids: list[int]) -> Path:
-        ttl = 3600
-        return self.write([issue_token(self.key, uid, False, ttl) for uid in user_ids])
+        """One token per user for the whole run: a user asking again sends the same one."""
+        for uid in user_ids:
+            if uid not in self.tokens:
+                self.tokens[uid] = issue_token(self.key, uid, False, 3600)
+        return self.write([self.tokens[uid] for uid in user_ids])
 
     def wrk(self, path: str, method: str, tokens: Path | None, order: list[int],
             stop_at_sold_out: bool = False) -> Run:
