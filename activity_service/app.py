@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     @app.before_server_stop
     async def finish_handoffs(app: Sanic) -> None:
+        await app.ctx.seckill.settle()
         await app.ctx.relay.drain()
 
     return app

@@ -27,6 +27,8 @@ INTERNAL_ORDERS_PATH = "/internal/orders"
 RELAY_BATCH = 500
 # Rows younger than this are still being sent by the request path itself.
 RELAY_GRACE = timedelta(seconds=2)
+# How long acknowledged outbox rows wait, to be deleted together with later ones.
+FLUSH_DELAY = 0.05
 
 
 class OrderRelay:
@@ -42,18 +44,51 @@ class OrderRelay:
         self.interval = interval
         self.tracer = tracer
         self._tasks: set[asyncio.Task] = set()
+        self._delivered: list[str] = []  # acknowledged by order_service, outbox rows not deleted
+        self._flushing = False
 
     async def send(self, orders: list[dict]) -> None:
-        """One internal call for a whole batch; the outbox rows go once it is acknowledged."""
+        """One internal call for many orders; their outbox rows go once it is acknowledged."""
         await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
         await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
 
-    def deliver(self, orders: list[dict]) -> asyncio.Task:
-        """Send in the background; the relay loop retries if this attempt fails."""
-        task = asyncio.create_task(self.send(orders))
+    def deliver(self, orders: list[dict]) -> asyncio.Future:
+        """Send in the background; the relay loop retries if this attempt fails.
+
+        Returns a future that is done once order_service has answered. The
+        outbox rows of acknowledged orders are deleted together a moment later,
+        in one statement for many batches (a crash before that only means the
+        relay sends them once more).
+        """
+        acknowledged = asyncio.get_running_loop().create_future()
+        self._spawn(self._hand_off(orders, acknowledged))
+        return acknowledged
+
+    async def _hand_off(self, orders: list[dict], acknowledged: asyncio.Future) -> None:
+        try:
+            await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+        finally:
+            if not acknowledged.done():
+                acknowledged.set_result(None)  # whatever the outcome: nobody waits for the relay
+        self._delivered.extend(order["order_no"] for order in orders)
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_DELAY)
+            while self._delivered:
+                order_nos = self._delivered[:RELAY_BATCH]
+                del self._delivered[:RELAY_BATCH]
+                await repository.mark_delivered(self.db, order_nos)
+        finally:
+            self._flushing = False
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._settle)
-        return task
 
     def _settle(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

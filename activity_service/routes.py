@@ -128,7 +128,7 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     outcome = await request.app.ctx.seckill.buy(checked_id(activity_id), principal.user_id)
     if outcome.error is not None:
         raise outcome.error
-    if outcome.handoff is not None:
+    if outcome.handoff is not None and not outcome.handoff.done():
         # Read-your-writes: the order is usually in order_service before we answer.
         await asyncio.wait([outcome.handoff], timeout=HANDOFF_WAIT_SECONDS)
     return json(outcome.order, status=201 if outcome.created else 200)

@@ -8,6 +8,11 @@ are inserted, and only after COMMIT is anyone answered. The batch runs in a
 task of its own, so a client that hangs up cannot cancel it. Correctness
 rests on the transaction alone; the batching and the in-memory fast paths
 only save work. SECKILL_BATCH_MAX=1 is one transaction per request.
+
+The fast path: a worker remembers every order it has seen (bounded by the
+stock), and once an activity is closed to newcomers (sold out, ended, not
+started yet, or missing) it answers everyone from memory for up to
+CLOSED_TRUST_SECONDS, after loading all of the activity's holders once.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from opentelemetry.trace import Span, Tracer
 
@@ -26,14 +33,14 @@ from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from common.db import DUPLICATE_KEY, Cursor, Database
 from common.errors import AppError, ServiceUnavailable
-from common.formats import iso, money, utcnow
 from common.tracing import batch_span, current_span
+from common.formats import iso, money, utcnow
 
 logger = logging.getLogger("seckill.seckill")
 
-# How long a worker trusts its own "sold out" before asking MySQL again: stock
-# can come back through a PATCH on another worker or instance.
-SOLD_OUT_TRUST_SECONDS = 1.0
+# How long a worker trusts its own "closed" before asking MySQL again: stock or
+# the window can change through a PATCH on another worker or instance.
+CLOSED_TRUST_SECONDS = 1.0
 MAX_ACTIVITIES_IN_MEMORY = 256
 
 
@@ -63,14 +70,35 @@ class Outcome:
     handoff: asyncio.Future | None = None  # the delivery of a new order to order_service
 
 
+@dataclass(slots=True)
+class Closed:
+    """A batch found the activity closed to newcomers: what to tell them, and for how long."""
+
+    rejection: Callable[[], AppError]  # a fresh error per request: raised errors keep tracebacks
+    sold: int  # how many orders the activity holds
+    trust_seconds: float
+
+
 @dataclass
 class ActivityState:
-    """What a worker remembers of one activity: who holds orders, and whether it sold out."""
+    """What a worker remembers of one activity: its holders, and whether it is closed."""
 
     holders: dict[int, dict] = field(default_factory=dict)
-    sold_out_until: float = 0.0
-    queue: list[tuple[int, asyncio.Future, Span]] = field(default_factory=list)
-    running: bool = False
+    rejection: Callable[[], AppError] | None = None
+    closed_until: float = 0.0
+    generation: int = 0  # bumped by forget(); a batch older than that must not re-close
+    queue: deque[tuple[int, asyncio.Future, Span]] = field(default_factory=deque)
+    running: int = 0  # batch runners in flight
+    loading: bool = False  # a runner is loading every holder
+
+    def answer(self, user_id: int) -> Outcome | None:
+        """The outcome from memory alone, or None when only MySQL can tell."""
+        order = self.holders.get(user_id)
+        if order is not None:
+            return Outcome(order=order)
+        if self.rejection is not None and self.closed_until > time.monotonic():
+            return Outcome(error=self.rejection())
+        return None
 
 
 class Seckill:
@@ -80,13 +108,20 @@ class Seckill:
         deliver,
         batch_max: int,
         batch_wait_ms: float,
+        in_flight: int = 0,
         tracer: Tracer | None = None,
     ):
         self.db = db
-        self.deliver = deliver  # (orders) -> Future done once order_service holds them
+        # deliver(orders) -> a future that is done once order_service holds them
+        self.deliver = deliver
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
         self.tracer = tracer
+        # Transactions in flight per activity in this worker. Batches: one, so that
+        # requests gather while it commits (a second one in flight halves the batch
+        # and doubles the per-batch work). One per request: as many as the pool
+        # has connections, as plain handlers would.
+        self.in_flight = in_flight or (db.settings.db_pool_size if batch_max == 1 else 1)
         self._states: OrderedDict[int, ActivityState] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
 
@@ -104,22 +139,26 @@ class Seckill:
         return state
 
     def forget(self, activity_id: int) -> None:
-        """Stock or window changed: drop what this worker remembers of the activity."""
+        """Stock or window changed: stop answering newcomers from memory."""
         state = self._states.get(activity_id)
         if state is not None:
-            state.sold_out_until = 0.0
+            state.generation += 1
+            state.rejection, state.closed_until = None, 0.0
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the batches in flight (at shutdown, so none is cut off mid-way)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
         state = self._state(activity_id)
-        order = state.holders.get(user_id)
-        if order is not None:
-            return Outcome(order=order)
-        if state.sold_out_until > time.monotonic():
-            return Outcome(error=SoldOut(activity_id))
+        outcome = state.answer(user_id)
+        if outcome is not None:
+            return outcome
         future = asyncio.get_running_loop().create_future()
         state.queue.append((user_id, future, current_span()))
-        if not state.running:
-            state.running = True
+        if state.running < self.in_flight:
+            state.running += 1
             task = asyncio.create_task(self._drain(activity_id, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -131,8 +170,11 @@ class Seckill:
             while state.queue:
                 if self.batch_wait and len(state.queue) < self.batch_max:
                     await asyncio.sleep(self.batch_wait)
-                batch = state.queue[: self.batch_max]
-                del state.queue[: self.batch_max]
+                batch = self._take_batch(state)
+                if not batch:
+                    continue
+                generation = state.generation
+                closed = None
                 # The batch's SQL and hand-off belong to its first request's trace;
                 # the batch span and every other request's server span link to each other.
                 with batch_span(
@@ -142,56 +184,72 @@ class Seckill:
                     {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
                 ):
                     try:
-                        users = [user_id for user_id, _, _ in batch]
-                        outcomes = await self._commit_batch(activity_id, state, users)
+                        outcomes, closed = await self._commit_batch(
+                            activity_id, state, [user_id for user_id, _, _ in batch]
+                        )
                     except Exception:
                         logger.exception("seckill batch for activity %s failed", activity_id)
-                        failure = ServiceUnavailable("the seckill could not be recorded; try again")
-                        outcomes = {user_id: Outcome(error=failure) for user_id, _, _ in batch}
+                        failure = partial(
+                            ServiceUnavailable, "the seckill may not have been recorded; try again"
+                        )
+                        outcomes = {user_id: Outcome(error=failure()) for user_id, _, _ in batch}
+                # Answer first: nothing after COMMIT may delay or fail these requests.
                 answered: set[int] = set()
                 for user_id, future, _ in batch:
                     outcome = outcomes[user_id]
-                    if user_id in answered and outcome.created:
-                        # Only one call placed the order; the user's repeats are told it exists.
-                        outcome = Outcome(order=outcome.order)
+                    if outcome.created and user_id in answered:
+                        outcome = Outcome(order=outcome.order)  # the same user's other request
                     answered.add(user_id)
                     if not future.done():
                         future.set_result(outcome)
+                if closed is not None:
+                    await self._close(activity_id, state, closed, generation)
         finally:
-            state.running = False
+            state.running -= 1
+
+    def _take_batch(self, state: ActivityState) -> list[tuple[int, asyncio.Future, Span]]:
+        """Up to batch_max queued requests that memory cannot answer; the rest are answered."""
+        batch: list[tuple[int, asyncio.Future, Span]] = []
+        while state.queue and len(batch) < self.batch_max:
+            user_id, future, span = state.queue.popleft()
+            outcome = state.answer(user_id)
+            if outcome is None:
+                batch.append((user_id, future, span))
+            elif not future.done():
+                future.set_result(outcome)
+        return batch
 
     async def _commit_batch(
         self, activity_id: int, state: ActivityState, user_ids: list[int]
-    ) -> dict[int, Outcome]:
+    ) -> tuple[dict[int, Outcome], Closed | None]:
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
 
-        async def work(cur: Cursor) -> tuple[dict[int, Outcome], list[dict], int | None]:
-            """Returns the outcomes, the records created, and the stock if now sold out."""
+        async def work(cur: Cursor) -> tuple[dict[int, Outcome], list[dict], Closed | None]:
+            """Returns the outcomes, the records created, and whether newcomers are shut out."""
             now = utcnow()
             activity = await repository.activity_for_seckill(cur, activity_id)
             if activity is None:
-                error = ActivityNotFound(activity_id)
-                return {u: Outcome(error=error) for u in users}, [], None
+                error = partial(ActivityNotFound, activity_id)
+                return {u: Outcome(error=error()) for u in users}, [], Closed(error, 0, 1.0)
             outcomes = {
                 r["user_id"]: Outcome(order=present_order(r))
                 for r in await repository.records_of_users(cur, activity_id, users)
             }
             newcomers = [u for u in users if u not in outcomes]
+            sold = activity["stock"] - activity["remaining"]
             created: list[dict] = []
-            sold_out = activity["remaining"] <= 0
-            if newcomers:
-                if now < activity["starts_at"]:
-                    rejection: AppError = NotStarted(activity_id)
-                    granted = 0
-                elif now >= activity["ends_at"]:
-                    rejection = Ended(activity_id)
-                    granted = 0
-                else:
-                    rejection = SoldOut(activity_id)
+            closed: Closed | None = None
+            if now < activity["starts_at"]:
+                wait = (activity["starts_at"] - now).total_seconds()
+                closed = Closed(partial(NotStarted, activity_id), sold, min(wait, 1.0))
+            elif now >= activity["ends_at"]:
+                closed = Closed(partial(Ended, activity_id), sold, 1.0)
+            else:
+                granted = 0
+                if newcomers:
                     granted = await repository.take_stock(cur, activity_id, len(newcomers))
-                    sold_out = granted < len(newcomers)
-                for user_id in newcomers[granted:]:
-                    outcomes[user_id] = Outcome(error=rejection)
+                if granted < len(newcomers) or activity["remaining"] <= 0:
+                    closed = Closed(partial(SoldOut, activity_id), activity["stock"], 1.0)
                 created = [
                     {
                         "activity_id": activity_id,
@@ -206,33 +264,42 @@ class Seckill:
                     await repository.insert_records(cur, created)
                 for record in created:
                     outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
-            active = activity["starts_at"] <= now < activity["ends_at"]
-            return outcomes, created, activity if sold_out and active else None
+                newcomers = newcomers[granted:]
+            for user_id in newcomers:  # only when closed: none are left over otherwise
+                outcomes[user_id] = Outcome(error=closed.rejection())
+            return outcomes, created, closed
 
         # A duplicate key means another worker or instance committed this user's
         # record after our snapshot: a fresh attempt reads it as an existing order.
-        outcomes, created, sold_out = await self.db.transaction(
+        outcomes, created, closed = await self.db.transaction(
             work, name="seckill_batch", retry_on=frozenset({DUPLICATE_KEY})
         )
-        handoff = self.deliver([present_order(r) for r in created]) if created else None
+        handoff = None
+        if created:
+            handoff = self.deliver([o.order for o in outcomes.values() if o.created])
         for user_id, outcome in outcomes.items():
             if outcome.order is not None:
                 state.holders[user_id] = outcome.order
             if outcome.created:
                 outcome.handoff = handoff
-        if sold_out is not None:
-            await self._remember_sold_out(activity_id, state, sold_out)
-        return outcomes
+        return outcomes, closed
 
-    async def _remember_sold_out(
-        self, activity_id: int, state: ActivityState, activity: dict
+    async def _close(
+        self, activity_id: int, state: ActivityState, closed: Closed, generation: int
     ) -> None:
-        """Know every holder (at most `stock` of them), then answer from memory for a while.
-
-        Never past the activity's end: from then on newcomers must hear `ended`.
-        """
-        if len(state.holders) < activity["stock"]:
-            for record in await repository.all_records(self.db, activity_id):
-                state.holders.setdefault(record["user_id"], present_order(record))
-        until_end = (activity["ends_at"] - utcnow()).total_seconds()
-        state.sold_out_until = time.monotonic() + min(SOLD_OUT_TRUST_SECONDS, until_end)
+        """Know every holder (at most `stock` of them), then answer newcomers from memory."""
+        if closed.trust_seconds <= 0 or state.loading:
+            return  # another runner of this worker is loading them
+        state.loading = True
+        try:
+            if len(state.holders) < closed.sold:
+                for record in await repository.all_records(self.db, activity_id):
+                    state.holders.setdefault(record["user_id"], present_order(record))
+        except Exception as exc:
+            logger.warning("could not load the holders of activity %s: %s", activity_id, exc)
+            return
+        finally:
+            state.loading = False
+        if state.generation == generation:
+            state.rejection = closed.rejection
+            state.closed_until = time.monotonic() + closed.trust_seconds

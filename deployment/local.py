@@ -74,6 +74,13 @@ def service_env() -> dict[str, str]:
     return env
 
 
+def env_for(service: str, env: dict[str, str]) -> dict[str, str]:
+    """activity_service takes the seckill traffic: it runs ACTIVITY_SERVICE_WORKERS workers."""
+    if service == "activity_service" and "SECKILL_WORKERS" not in env:
+        return {**env, "SECKILL_WORKERS": env.get("ACTIVITY_SERVICE_WORKERS", "2")}
+    return env
+
+
 def migrate(env: dict[str, str]) -> None:
     for service in SERVICES:
         subprocess.run([sys.executable, "-m", service, "migrate"], env=env, cwd=ROOT, check=True)
@@ -89,7 +96,7 @@ def run(env: dict[str, str]) -> int:
             flush=True,
         )
     children = {
-        name: subprocess.Popen([sys.executable, "-m", name], env=env, cwd=ROOT)
+        name: subprocess.Popen([sys.executable, "-m", name], env=env_for(name, env), cwd=ROOT)
         for name in SERVICES
     }
     stopping = False

@@ -1,0 +1,185 @@
+"""Group commit against a real MySQL database made by activity_service's own migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from activity_service import models, repository
+from activity_service.errors import Ended, SoldOut
+from activity_service.seckill import Seckill
+from common.config import Settings
+from common.db import Database
+from common.errors import ServiceUnavailable
+from common.formats import utcnow
+from tests.stack import mysql_connect
+
+
+class RecordingSeckill(Seckill):
+    """The real Seckill, noting which users each batch carried."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[int]] = []
+
+    async def _commit_batch(self, activity_id, state, user_ids):
+        self.batches.append(list(user_ids))
+        return await super()._commit_batch(activity_id, state, user_ids)
+
+
+@pytest.fixture
+async def db():
+    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
+    settings = Settings.from_env("activity_service", env | {"SERVICE_TOKEN": "unused"})
+    models.run_migrations(settings)
+    database = Database(settings)
+    await database.connect()
+    yield database
+    await database.close()
+    with mysql_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+
+
+def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, list[list[dict]]]:
+    deliveries: list[list[dict]] = []
+
+    def deliver(orders: list[dict]) -> asyncio.Future:
+        deliveries.append(orders)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    return RecordingSeckill(db, deliver, batch_max=batch_max, batch_wait_ms=0), deliveries
+
+
+async def new_activity(db: Database, stock: int, start_in: float = -60, length: float = 3600):
+    starts = utcnow() + timedelta(seconds=start_in)
+    values = {"name": "Batch", "product_name": "Mouse", "price": Decimal("9.50"), "stock": stock,
+              "starts_at": starts, "ends_at": starts + timedelta(seconds=length)}
+    return await repository.insert_activity(db, values, utcnow())
+
+
+async def rows(db: Database, sql: str, *args) -> list[dict]:
+    return await db.fetch_all(sql, args)
+
+
+@pytest.mark.parametrize("batch_max", [200, 1], ids=["batched", "one_per_request"])
+async def test_holders_newcomers_and_too_little_stock_in_one_batch(db, batch_max):
+    seckill, deliveries = new_seckill(db, batch_max)
+    activity_id = await new_activity(db, stock=5)
+    first = await asyncio.gather(seckill.buy(activity_id, 1), seckill.buy(activity_id, 2))
+    assert all(o.created for o in first)
+    seckill.batches.clear()
+    deliveries.clear()
+
+    # 1 and 2 hold orders; 10..14 are new, but only 3 units are left; 10 asks twice.
+    users = [10, 1, 11, 2, 12, 13, 10, 14]
+    outcomes = dict(enumerate(await asyncio.gather(*(seckill.buy(activity_id, u) for u in users))))
+
+    assert outcomes[1].order == first[0].order and not outcomes[1].created  # 200, same order
+    assert outcomes[3].order == first[1].order and not outcomes[3].created
+    assert outcomes[0].order == outcomes[6].order  # 10 asked twice: one order
+    winners = {users[i] for i in (0, 2, 4, 5, 6, 7) if outcomes[i].order}
+    assert len(winners) == 3
+    assert sum(1 for i in (0, 2, 4, 5, 6, 7) if outcomes[i].created) == 3  # one 201 per winner
+    for i in (0, 2, 4, 5, 6, 7):
+        if users[i] not in winners:
+            assert isinstance(outcomes[i].error, SoldOut) and outcomes[i].order is None
+    if batch_max > 1:
+        # One batch, in arrival order: the earliest newcomers win; holders came from memory.
+        assert seckill.batches == [[10, 11, 12, 13, 10, 14]]
+        assert winners == {10, 11, 12}
+        assert outcomes[0].created and not outcomes[6].created
+        assert len(deliveries) == 1  # one hand-off to order_service for the whole batch
+    delivered = sorted(o["user_id"] for batch in deliveries for o in batch)
+    assert delivered == sorted(winners)
+
+    activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
+    assert activity[0]["remaining"] == 0
+    records = await rows(db, "SELECT user_id, order_no FROM seckill_records "
+                             "WHERE activity_id = %s ORDER BY user_id", activity_id)
+    assert [r["user_id"] for r in records] == sorted({1, 2} | winners)
+    assert {r["order_no"] for r in records} == {
+        o.order["order_no"] for o in (*first, *outcomes.values()) if o.order
+    }
+    outbox = await rows(db, "SELECT order_no FROM outbox")
+    assert {r["order_no"] for r in outbox} == {r["order_no"] for r in records}
+
+    # Sold out now: holders and everyone else are answered from memory, without a batch.
+    await seckill.settle()
+    seckill.batches.clear()
+    winner, loser = min(winners), min({10, 11, 12, 13, 14} - winners)
+    again = await asyncio.gather(seckill.buy(activity_id, winner), seckill.buy(activity_id, loser))
+    assert again[0].order["user_id"] == winner and not again[0].created
+    assert isinstance(again[1].error, SoldOut)
+    assert seckill.batches == []
+
+
+async def test_a_worker_that_never_saw_the_holders_loads_them_once_sold_out(db):
+    activity_id = await new_activity(db, stock=3)
+    seller, _ = new_seckill(db)
+    sold = await asyncio.gather(*(seller.buy(activity_id, u) for u in (1, 2, 3)))
+    other, _ = new_seckill(db)  # another worker: nothing in memory
+
+    late = await other.buy(activity_id, 4)  # finds it sold out, loads the holders
+    assert isinstance(late.error, SoldOut)
+    await other.settle()
+    other.batches.clear()
+    holders = await asyncio.gather(*(other.buy(activity_id, u) for u in (1, 2, 3, 5)))
+    assert [h.order for h in holders[:3]] == [s.order for s in sold]
+    assert isinstance(holders[3].error, SoldOut)
+    assert other.batches == []
+
+
+async def test_an_ended_activity_still_gives_holders_their_order(db):
+    activity_id = await new_activity(db, stock=3)
+    seckill, _ = new_seckill(db)
+    bought = await seckill.buy(activity_id, 1)
+    assert bought.created
+
+    async def end_now(cur):
+        await repository.update_activity(cur, activity_id, {"ends_at": utcnow()})
+
+    await db.transaction(end_now)
+    seckill.forget(activity_id)  # as the PATCH handler does
+    other, _ = new_seckill(db)  # a worker that never saw the sale
+
+    late = await other.buy(activity_id, 2)
+    assert isinstance(late.error, Ended)
+    await other.settle()
+    other.batches.clear()
+    holder, newcomer = await asyncio.gather(other.buy(activity_id, 1), other.buy(activity_id, 3))
+    assert holder.order == bought.order and not holder.created
+    assert isinstance(newcomer.error, Ended)
+    assert other.batches == []  # both from memory
+
+
+async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db):
+    activity_id = await new_activity(db, stock=10)
+    seckill, deliveries = new_seckill(db)
+    with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
+        # The outbox INSERT comes after the stock UPDATE and the records: the
+        # transaction fails part-way through.
+        cur.execute("RENAME TABLE outbox TO outbox_away")
+    try:
+        failed = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
+    finally:
+        with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
+            cur.execute("RENAME TABLE outbox_away TO outbox")
+
+    assert all(isinstance(o.error, ServiceUnavailable) for o in failed)
+    assert deliveries == []
+    activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
+    assert activity[0]["remaining"] == 10
+    assert await rows(db, "SELECT * FROM seckill_records") == []
+    assert await rows(db, "SELECT * FROM outbox") == []
+
+    retried = await seckill.buy(activity_id, 1)  # the next batch is unaffected
+    assert retried.created
+    activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
+    assert activity[0]["remaining"] == 9
