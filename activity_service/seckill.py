@@ -249,7 +249,11 @@ class Seckill:
                 if newcomers:
                     granted = await repository.take_stock(cur, activity_id, len(newcomers))
                 if granted < len(newcomers) or activity["remaining"] <= 0:
-                    closed = Closed(partial(SoldOut, activity_id), activity["stock"], 1.0)
+                    # Never trusted past the end: from then on newcomers must hear `ended`.
+                    until_end = (activity["ends_at"] - now).total_seconds()
+                    closed = Closed(
+                        partial(SoldOut, activity_id), activity["stock"], min(until_end, 1.0)
+                    )
                 created = [
                     {
                         "activity_id": activity_id,

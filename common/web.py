@@ -78,6 +78,9 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
 
 def setup_health(app: Sanic) -> None:
     @app.get("/livez", name="livez")
+    @openapi.summary("Liveness only: the process answers (no database; the benchmark's ceiling)")
+    @openapi.tag("health")
+    @json_response(200, Health, "the process answers")
     async def livez(request: Request) -> HTTPResponse:
         """Liveness only: the process answers; no database (the benchmark's ceiling)."""
         return json({"status": "ok"})
