@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from common.db import Cursor, Database, placeholders
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at FROM activities "
 )
-RECORD_COLUMNS = (
-    "SELECT activity_id, user_id, order_no, amount, created_at FROM seckill_records "
-)
+RECORD_COLUMNS = "SELECT activity_id, user_id, order_no, amount, created_at FROM seckill_records "
 
 
 # Activities
@@ -59,12 +58,20 @@ async def lock_activity(cur: Cursor, activity_id: int) -> dict | None:
 
 async def update_activity(cur: Cursor, activity_id: int, values: dict[str, Any]) -> None:
     # Column names come from this fixed list, never from the client.
-    allowed = ("name", "product_name", "price", "stock", "remaining", "starts_at", "ends_at",
-               "updated_at")
+    allowed = (
+        "name",
+        "product_name",
+        "price",
+        "stock",
+        "remaining",
+        "starts_at",
+        "ends_at",
+        "updated_at",
+    )
     columns = [column for column in allowed if column in values]
     assignments = ", ".join(column + " = %s" for column in columns)
     await cur.execute(
-        "UPDATE activities SET " + assignments + " WHERE id = %s",
+        "UPDATE activities SET " + assignments + " WHERE id = %s",  # noqa: S608 fixed columns
         (*(values[column] for column in columns), activity_id),
     )
 
@@ -153,7 +160,8 @@ async def undelivered(db: Database, older_than: datetime, limit: int) -> list[di
 async def mark_delivered(db: Database, order_nos: Sequence[str]) -> None:
     async def work(cur: Cursor) -> None:
         await cur.execute(
-            "DELETE FROM outbox WHERE order_no IN " + placeholders(len(order_nos)), order_nos
+            "DELETE FROM outbox WHERE order_no IN " + placeholders(len(order_nos)),  # noqa: S608
+            order_nos,
         )
 
     await db.transaction(work, name="mark_delivered")

@@ -21,7 +21,9 @@ class ActivityCreate(_Strict):
     name: str = Field(min_length=1, max_length=100, examples=["Double 11 flash sale"])
     product_name: str = Field(min_length=1, max_length=100, examples=["Mechanical keyboard"])
     price: MoneyIn = Field(
-        gt=0, le=Decimal("99999999.99"), decimal_places=2,
+        gt=0,
+        le=Decimal("99999999.99"),
+        decimal_places=2,
         description="a decimal string with at most two places",
     )
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])

@@ -33,8 +33,8 @@ from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from common.db import DUPLICATE_KEY, Cursor, Database
 from common.errors import AppError, ServiceUnavailable
-from common.tracing import batch_span, current_span
 from common.formats import iso, money, utcnow
+from common.tracing import batch_span, current_span
 
 logger = logging.getLogger("seckill.seckill")
 

@@ -205,9 +205,7 @@ class Settings:
             otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
             otel_disabled=_bool(env, "OTEL_SDK_DISABLED", False),
-            service_token=_secret(
-                env, "SERVICE_TOKEN", required=service_name != "user_service"
-            ),
+            service_token=_secret(env, "SERVICE_TOKEN", required=service_name != "user_service"),
             token_private_key=_secret(
                 env, "TOKEN_PRIVATE_KEY", required=service_name == "user_service"
             ),

@@ -6,7 +6,7 @@ In MySQL, timestamps are naive UTC DATETIMEs.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -15,11 +15,11 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, With
 
 def utcnow() -> datetime:
     """Naive UTC now, as stored in MySQL DATETIME columns."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_db(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def iso(value: datetime) -> str:
@@ -37,8 +37,8 @@ def money(value: Decimal) -> str:
 MONEY_IN_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
 MONEY_PATTERN = r"^[0-9]+\.[0-9]{2}$"
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _in_range(value: datetime) -> datetime:
@@ -71,8 +71,12 @@ Money = Annotated[
 ]
 Timestamp = Annotated[
     str,
-    WithJsonSchema({
-        "type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
-        "examples": ["2026-11-26T15:00:00Z"],
-    }),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIMESTAMP_PATTERN,
+            "examples": ["2026-11-26T15:00:00Z"],
+        }
+    ),
 ]

@@ -7,7 +7,7 @@ Idempotent: safe to run any number of times, and by several instances at once
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import peewee
 import pymysql
@@ -52,7 +52,7 @@ def migrate(
     models: Sequence[type[peewee.Model]],
     migrations: Sequence[Migration] = (),
 ) -> int:
-    """Create missing tables, then apply numbered migrations not yet applied; returns the version."""
+    """Create missing tables, apply the numbered migrations not yet applied; return the version."""
     ensure_database(settings)
     database.init(
         settings.database,

@@ -106,16 +106,20 @@ def problem_response(status: int, description: str) -> Any:
     """An error answer; the description starts with its code (`sold_out, not_started or ended`)."""
     code = re.match(r"[a-z_]+", description).group()
     example = {
-        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-        "detail": description, "code": code,
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": description,
+        "code": code,
     }
     content = {"schema": component(Problem), "example": example}
     return openapi.response(status, {PROBLEM_JSON: content}, description)
 
 
 def path_parameter(name: str, schema: dict[str, Any], description: str) -> Any:
-    return openapi.parameter(name, JsonSchema(**schema), "path", description=description,
-                             required=True)
+    return openapi.parameter(
+        name, JsonSchema(**schema), "path", description=description, required=True
+    )
 
 
 def query_parameters(model: type[BaseModel]) -> Callable[[T], T]:
@@ -124,8 +128,11 @@ def query_parameters(model: type[BaseModel]) -> Callable[[T], T]:
     required = set(schema.get("required", ()))
     decorators = [
         openapi.parameter(
-            name, JsonSchema(**_without_null(prop)), "query",
-            description=prop.get("description"), required=name in required,
+            name,
+            JsonSchema(**_without_null(prop)),
+            "query",
+            description=prop.get("description"),
+            required=name in required,
         )
         for name, prop in schema["properties"].items()
     ]
@@ -184,12 +191,18 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
     }
 
     app.ext.openapi.add_security_scheme(
-        BEARER, "http", scheme="bearer", bearer_format="JWT",
+        BEARER,
+        "http",
+        scheme="bearer",
+        bearer_format="JWT",
         description="an access_token from user_service's POST /tokens",
     )
     if internal:
         app.ext.openapi.add_security_scheme(
-            SERVICE_TOKEN, "apiKey", location="header", name=SERVICE_TOKEN_HEADER,
+            SERVICE_TOKEN,
+            "apiKey",
+            location="header",
+            name=SERVICE_TOKEN_HEADER,
             description="the credential services share for internal endpoints (SERVICE_TOKEN)",
         )
     app.static(f"{ASSETS_URI}/{assets_version}", assets, name="swagger_ui_assets")
@@ -217,9 +230,7 @@ async def _document(request: Request) -> HTTPResponse:
     )
 
 
-def _replace_handler(
-    app: Sanic, uri: str, handler: Callable[..., Awaitable[HTTPResponse]]
-) -> None:
+def _replace_handler(app: Sanic, uri: str, handler: Callable[..., Awaitable[HTTPResponse]]) -> None:
     path = (DOCS_PREFIX + uri).strip("/")
     routes = [route for route in app.router.routes if route.path == path]
     if len(routes) != 1:

@@ -11,6 +11,7 @@ from common.errors import BadRequest, InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
 
+
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}

@@ -41,17 +41,24 @@ SYNTHETIC_IDS_FROM = 10_000_000  # far above any id user_service hands out in a 
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m deployment.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small numbers and a fixed request count (about a minute)")
+    parser = argparse.ArgumentParser(
+        prog="python -m deployment.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small numbers and a fixed request count (about a minute)",
+    )
     parser.add_argument("--stock", type=int, help="units per sell-out (50000; quick 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="requests per user (3)")
     parser.add_argument("--workers", type=int, default=2, help="activity_service workers (2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument("--requests", type=int,
-                        help="requests in the bare and rejection runs (200000; quick 20000)")
+    parser.add_argument(
+        "--requests", type=int, help="requests in the bare and rejection runs (200000; quick 20000)"
+    )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     args = parser.parse_args()
@@ -75,8 +82,9 @@ class Bench:
         self.stack.migrate()
         self.stack.start("user_service", "order_service")
         self.start_activity_service()
-        self.admin = self.post("user_service", "/tokens",
-                               {"username": ADMIN[0], "password": ADMIN[1]})["access_token"]
+        self.admin = self.post(
+            "user_service", "/tokens", {"username": ADMIN[0], "password": ADMIN[1]}
+        )["access_token"]
 
     def start_activity_service(self, **env: str) -> None:
         self.stack.stop("activity_service")
@@ -92,7 +100,9 @@ class Bench:
 
     def post(self, service: str, path: str, body: dict, token: str | None = None) -> dict:
         request = urllib.request.Request(
-            self.stack.url(service) + path, data=json.dumps(body).encode(), method="POST",
+            self.stack.url(service) + path,
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Content-Type": "application/json"}
             | ({"Authorization": f"Bearer {token}"} if token else {}),
         )
@@ -102,8 +112,14 @@ class Bench:
     def create_activity(self, stock: int) -> int:
         now = time.time()
         window = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + d)) for d in (-60, 3600)]
-        body = {"name": "bench", "product_name": "Keyboard", "price": "19.90", "stock": stock,
-                "starts_at": window[0], "ends_at": window[1]}
+        body = {
+            "name": "bench",
+            "product_name": "Keyboard",
+            "price": "19.90",
+            "stock": stock,
+            "starts_at": window[0],
+            "ends_at": window[1],
+        }
         return self.post("activity_service", "/activities", body, self.admin)["id"]
 
     # Inputs for wrk
@@ -126,11 +142,27 @@ class Bench:
                 self.tokens[uid] = issue_token(self.key, uid, False, 3600)
         return self.write([self.tokens[uid] for uid in user_ids])
 
-    def wrk(self, path: str, method: str, tokens: Path | None, order: list[int],
-            stop_at_sold_out: bool = False) -> Run:
+    def wrk(
+        self,
+        path: str,
+        method: str,
+        tokens: Path | None,
+        order: list[int],
+        stop_at_sold_out: bool = False,
+    ) -> Run:
         a = self.args
-        return run_wrk(self.stack.activity_url, path, method, tokens, self.write(order),
-                       a.connections, a.threads, a.max_seconds, stop_at_sold_out, self.watch())
+        return run_wrk(
+            self.stack.activity_url,
+            path,
+            method,
+            tokens,
+            self.write(order),
+            a.connections,
+            a.threads,
+            a.max_seconds,
+            stop_at_sold_out,
+            self.watch(),
+        )
 
     # Scenarios
 
@@ -143,18 +175,29 @@ class Bench:
         activity_id = self.create_activity(stock)
         order = [i + 1 for i in range(len(users))] * self.args.repeats
         random.Random(stock).shuffle(order)
-        run = self.wrk(f"/activities/{activity_id}/seckill", "POST", self.tokens_for(users),
-                       order, stop_at_sold_out=not self.args.quick)
+        run = self.wrk(
+            f"/activities/{activity_id}/seckill",
+            "POST",
+            self.tokens_for(users),
+            order,
+            stop_at_sold_out=not self.args.quick,
+        )
         return run, activity_id, users, self.check(activity_id, stock, run)
 
     def rejections(self, activity_id: int, users: list[int]) -> Run:
-        holders = {r["user_id"] for r in self.stack.query(
-            "activity_service", "SELECT user_id FROM seckill_records WHERE activity_id = %s",
-            (activity_id,))}
+        holders = {
+            r["user_id"]
+            for r in self.stack.query(
+                "activity_service",
+                "SELECT user_id FROM seckill_records WHERE activity_id = %s",
+                (activity_id,),
+            )
+        }
         losers = [u for u in users if u not in holders][:10_000]
         order = [i % len(losers) + 1 for i in range(self.args.requests)]
-        return self.wrk(f"/activities/{activity_id}/seckill", "POST", self.tokens_for(losers),
-                        order)
+        return self.wrk(
+            f"/activities/{activity_id}/seckill", "POST", self.tokens_for(losers), order
+        )
 
     # The invariant check, from the databases
 
@@ -166,21 +209,42 @@ class Bench:
             if pending == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        remaining = q("activity_service", "SELECT remaining FROM activities WHERE id = %s",
-                      (activity_id,))[0]["remaining"]
-        records = q("activity_service", "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, "
-                    "COUNT(DISTINCT created_at) AS batches "
-                    "FROM seckill_records WHERE activity_id = %s", (activity_id,))[0]
-        ours = {r["order_no"] for r in q("activity_service", "SELECT order_no FROM "
-                                         "seckill_records WHERE activity_id = %s", (activity_id,))}
-        theirs = {r["order_no"] for r in q("order_service", "SELECT order_no FROM orders "
-                                           "WHERE activity_id = %s", (activity_id,))}
+        remaining = q(
+            "activity_service", "SELECT remaining FROM activities WHERE id = %s", (activity_id,)
+        )[0]["remaining"]
+        records = q(
+            "activity_service",
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, "
+            "COUNT(DISTINCT created_at) AS batches "
+            "FROM seckill_records WHERE activity_id = %s",
+            (activity_id,),
+        )[0]
+        ours = {
+            r["order_no"]
+            for r in q(
+                "activity_service",
+                "SELECT order_no FROM seckill_records WHERE activity_id = %s",
+                (activity_id,),
+            )
+        }
+        theirs = {
+            r["order_no"]
+            for r in q(
+                "order_service",
+                "SELECT order_no FROM orders WHERE activity_id = %s",
+                (activity_id,),
+            )
+        }
         unfinished = []
         if remaining > 0 and run.seconds >= self.args.max_seconds - 2:
             # Cut by --max-seconds: check conservation; 201s in flight at the cut went uncounted.
-            unfinished = [(records["n"] + remaining == stock,
-                           f"the sale did not end within --max-seconds: stock conserved "
-                           f"({records['n']} orders + {remaining} remaining == {stock})")]
+            unfinished = [
+                (
+                    records["n"] + remaining == stock,
+                    f"the sale did not end within --max-seconds: stock conserved "
+                    f"({records['n']} orders + {remaining} remaining == {stock})",
+                )
+            ]
         checks = unfinished or [
             (records["n"] == stock, f"orders == stock ({records['n']} of {stock})"),
             (remaining == 0, f"remaining == 0 ({remaining})"),
@@ -188,10 +252,14 @@ class Bench:
         ]
         checks += [
             (records["users"] == records["n"], f"no user twice ({records['users']} users)"),
-            (ours == theirs and pending == 0,
-             f"order_service holds them all ({len(theirs)}; outbox {pending})"),
-            (run.socket_errors == 0 and not any(s.startswith("5") for s in run.statuses),
-             f"no 5xx or socket errors ({run.socket_errors} socket errors)"),
+            (
+                ours == theirs and pending == 0,
+                f"order_service holds them all ({len(theirs)}; outbox {pending})",
+            ),
+            (
+                run.socket_errors == 0 and not any(s.startswith("5") for s in run.statuses),
+                f"no 5xx or socket errors ({run.socket_errors} socket errors)",
+            ),
         ]
         # A batch stamps all its records with one created_at.
         batches = max(records["batches"], 1)
@@ -203,13 +271,19 @@ class Bench:
 
 def show(name: str, run: Run) -> None:
     share = ", ".join(f"{k} {v:.0%}" for k, v in run.cpu_share.items())
-    print(f"\n{name}\n  {run.answered} answered in {run.seconds:.2f}s: {run.rps:,.0f} req/s; "
-          f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms\n  statuses {run.statuses}, "
-          f"socket errors {run.socket_errors}\n  CPU share of the machine: {share}", flush=True)
+    print(
+        f"\n{name}\n  {run.answered} answered in {run.seconds:.2f}s: {run.rps:,.0f} req/s; "
+        f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms\n  statuses {run.statuses}, "
+        f"socket errors {run.socket_errors}\n  CPU share of the machine: {share}",
+        flush=True,
+    )
     if run.created:
-        print(f"  the sale (first request to last 201): {run.answered_while_selling} answered, "
-              f"{run.created} orders in {run.selling_seconds:.2f}s = {run.sale_rps:,.0f} req/s, "
-              f"{run.orders_per_second:,.0f} orders/s", flush=True)
+        print(
+            f"  the sale (first request to last 201): {run.answered_while_selling} answered, "
+            f"{run.created} orders in {run.selling_seconds:.2f}s = {run.sale_rps:,.0f} req/s, "
+            f"{run.orders_per_second:,.0f} orders/s",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -218,17 +292,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="seckill-bench-"))
     bench = Bench(args, tmp)
     load = os.getloadavg()
-    print(f"seckill benchmark: stock {args.stock}, {args.repeats} requests per user, "
-          f"activity_service workers {args.workers}, wrk -t{args.threads} -c{args.connections}, "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"seckill benchmark: stock {args.stock}, {args.repeats} requests per user, "
+        f"activity_service workers {args.workers}, wrk -t{args.threads} -c{args.connections}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print("buyers' tokens are minted with the stack's signing key for synthetic user ids")
     try:
         bench.start()
         bare = bench.bare()
         show("1. bare JSON endpoint (GET /livez, no I/O)", bare)
         batched, activity_id, users, checks = bench.sell_out()
-        show(f"2. sell-out, group commit (SECKILL_BATCH_MAX default), activity {activity_id}",
-             batched)
+        show(
+            f"2. sell-out, group commit (SECKILL_BATCH_MAX default), activity {activity_id}",
+            batched,
+        )
         print("\n".join("  " + c for c in checks))
         rejected = bench.rejections(activity_id, users)
         show("4. rejections after the sell-out", rejected)
@@ -247,19 +325,27 @@ def main() -> None:
 def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
-    print(f"  {'scenario':<28}{'req/s':>10}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'wrk CPU':>9}")
-    rows = (("1 bare /livez", bare, bare.rps), ("2 sell-out, group commit", batched,
-            batched.sale_rps), ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
-            ("4 rejections", rejected, rejected.rps))
+    print(
+        f"  {'scenario':<28}{'req/s':>10}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'wrk CPU':>9}"
+    )
+    rows = (
+        ("1 bare /livez", bare, bare.rps),
+        ("2 sell-out, group commit", batched, batched.sale_rps),
+        ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
+        ("4 rejections", rejected, rejected.rps),
+    )
     for name, run, rps in rows:
         orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
-        print(f"  {name:<28}{rps:>10,.0f}{orders:>10}{run.p50_ms:>9.2f}{run.p99_ms:>9.2f}"
-              f"{run.cpu_share['wrk']:>9.0%}")
+        print(
+            f"  {name:<28}{rps:>10,.0f}{orders:>10}{run.p50_ms:>9.2f}{run.p99_ms:>9.2f}"
+            f"{run.cpu_share['wrk']:>9.0%}"
+        )
     print("  (req/s of a sell-out: answered from the first request to the last 201)")
-    print(f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
-          f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
-          f"4/1 req/s {rejected.rps / bare.rps:.2f}")
+    print(
+        f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
+        f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
+        f"4/1 req/s {rejected.rps / bare.rps:.2f}"
+    )
 
 
 if __name__ == "__main__":

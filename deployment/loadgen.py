@@ -126,8 +126,15 @@ def run_wrk(
         "BENCH_STOP_AT_SOLD_OUT": "1" if stop_at_sold_out else "0",
     }
     command = [
-        require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max_seconds}s",
-        "--timeout", "10s", "-s", str(LUA), url + path,
+        require_wrk(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max_seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url + path,
     ]
     before = {name: cpu_seconds(pids) for name, pids in watch.items()}
     with (

@@ -1,9 +1,9 @@
 """The local run: secrets once, migrations, then the three services in the foreground.
 
-    python -m deployment.local run        # what `make run` does
-    python -m deployment.local migrate    # create databases and tables only
-    python -m deployment.local env        # print the environment the services get
-    python -m deployment.local load ARGS  # Locust against the local run, admin from the secrets
+python -m deployment.local run        # what `make run` does
+python -m deployment.local migrate    # create databases and tables only
+python -m deployment.local env        # print the environment the services get
+python -m deployment.local load ARGS  # Locust against the local run, admin from the secrets
 """
 
 from __future__ import annotations

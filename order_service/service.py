@@ -35,7 +35,12 @@ class OrderService:
         return len(rows)
 
     async def list(
-        self, viewer: Principal, activity_id: int | None, user_id: int | None, limit: int, offset: int
+        self,
+        viewer: Principal,
+        activity_id: int | None,
+        user_id: int | None,
+        limit: int,
+        offset: int,
     ) -> dict:
         if not viewer.is_admin:
             if user_id is not None and user_id != viewer.user_id:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,11 +18,11 @@ PASSWORD = "password-123"
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def window(start_in: float = -60, length: float = 3600) -> dict[str, str]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     starts = now + timedelta(seconds=start_in)
     return {"starts_at": iso(starts), "ends_at": iso(starts + timedelta(seconds=length))}
 

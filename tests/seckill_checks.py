@@ -104,7 +104,8 @@ def records(stack: Stack, activity_id: int) -> dict[str, int]:
 def orders(stack: Stack, activity_id: int) -> dict[str, int]:
     """order_no -> user_id of every order order_service holds for the activity."""
     rows = stack.query(
-        "order_service", "SELECT order_no, user_id FROM orders WHERE activity_id = %s",
+        "order_service",
+        "SELECT order_no, user_id FROM orders WHERE activity_id = %s",
         (activity_id,),
     )
     return {row["order_no"]: row["user_id"] for row in rows}
@@ -152,6 +153,7 @@ async def check_invariants(
         assert result.disconnected == 0
         assert sum(result.created.values()) == len(recorded), "201s != records"
         assert set(result.order_nos) == set(recorded), "a recorded order was never acknowledged"
+
     # order_service ends up holding exactly the records, with nothing left in the outbox.
     def delivered() -> bool:
         outbox = stack.query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"]

@@ -101,7 +101,10 @@ class Stack:
         for name in SERVICES:
             subprocess.run(
                 [sys.executable, "-m", name, "migrate"],
-                env=self.env, cwd=ROOT, check=True, capture_output=True,
+                env=self.env,
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
             )
 
     def add_instance(self, service: str, name: str, **env: str) -> str:

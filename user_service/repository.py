@@ -7,6 +7,7 @@ import pymysql
 from common.db import DUPLICATE_KEY, Database, error_code
 from common.formats import utcnow
 
+
 class UsernameExists(Exception):
     pass
 
@@ -32,8 +33,14 @@ async def insert_user(db: Database, username: str, password_hash: str, is_admin:
 
 
 async def user_by_name(db: Database, username: str) -> dict | None:
-    return await db.fetch_one("SELECT id, username, password_hash, is_admin, created_at FROM users WHERE username = %s", (username,))
+    return await db.fetch_one(
+        "SELECT id, username, password_hash, is_admin, created_at FROM users WHERE username = %s",
+        (username,),
+    )
 
 
 async def user_by_id(db: Database, user_id: int) -> dict | None:
-    return await db.fetch_one("SELECT id, username, password_hash, is_admin, created_at FROM users WHERE id = %s", (user_id,))
+    return await db.fetch_one(
+        "SELECT id, username, password_hash, is_admin, created_at FROM users WHERE id = %s",
+        (user_id,),
+    )

@@ -30,8 +30,12 @@ from aiohttp import web
 
 from tests.stack import free_port
 
-NODE = {"ID": "0b1d0b1d-0000-0000-0000-000000000001", "Node": "consul-double",
-        "Address": "127.0.0.1", "Datacenter": "dc1"}
+NODE = {
+    "ID": "0b1d0b1d-0000-0000-0000-000000000001",
+    "Node": "consul-double",
+    "Address": "127.0.0.1",
+    "Datacenter": "dc1",
+}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -175,8 +179,10 @@ class ConsulDouble:
                     check.http, timeout=aiohttp.ClientTimeout(total=check.timeout)
                 ) as response:
                     body = (await response.text())[:200]
-                    status = "passing" if 200 <= response.status < 300 else (
-                        "warning" if response.status == 429 else "critical"
+                    status = (
+                        "passing"
+                        if 200 <= response.status < 300
+                        else ("warning" if response.status == 429 else "critical")
                     )
                     output = f"HTTP GET {check.http}: {response.status} Output: {body}"
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -262,10 +268,17 @@ class ConsulDouble:
     async def _catalog_service(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         rows = [
-            {"Node": NODE["Node"], "Address": NODE["Address"], "ServiceID": s["ID"],
-             "ServiceName": s["Service"], "ServiceTags": s["Tags"],
-             "ServiceAddress": s["Address"], "ServicePort": s["Port"]}
-            for s in self._services.values() if s["Service"] == name
+            {
+                "Node": NODE["Node"],
+                "Address": NODE["Address"],
+                "ServiceID": s["ID"],
+                "ServiceName": s["Service"],
+                "ServiceTags": s["Tags"],
+                "ServiceAddress": s["Address"],
+                "ServicePort": s["Port"],
+            }
+            for s in self._services.values()
+            if s["Service"] == name
         ]
         return self._answer(rows, self._index(name))
 

@@ -60,9 +60,7 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         kind=ProtoSpan.SpanKind.Name(s.kind).removeprefix("SPAN_KIND_"),
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
-                        status=s.status.StatusCode.Name(s.status.code).removeprefix(
-                            "STATUS_CODE_"
-                        ),
+                        status=s.status.StatusCode.Name(s.status.code).removeprefix("STATUS_CODE_"),
                         events=[e.name for e in s.events],
                     )
                 )

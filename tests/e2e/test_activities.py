@@ -9,7 +9,15 @@ from tests.e2e.expect import assert_field_error, assert_problem
 from tests.factories import iso, window
 
 ACTIVITY_KEYS = {
-    "id", "name", "product_name", "price", "stock", "remaining", "starts_at", "ends_at", "status",
+    "id",
+    "name",
+    "product_name",
+    "price",
+    "stock",
+    "remaining",
+    "starts_at",
+    "ends_at",
+    "status",
 }
 ORDER_KEYS = {"order_no", "activity_id", "user_id", "amount", "status", "created_at"}
 
@@ -246,7 +254,10 @@ async def test_patch_opening_an_upcoming_activity_lets_buyers_in(api):
     assert_problem(await api.seckill(activity["id"], buyer.token), 409, "not_started")
     admin = await api.admin_token()
     reply = await api.call(
-        "PATCH", "activity_service", f"/activities/{activity['id']}", token=admin,
+        "PATCH",
+        "activity_service",
+        f"/activities/{activity['id']}",
+        token=admin,
         json={"stock": 1, **window(start_in=-10)},
     )
     assert reply.status == 200 and reply.body["status"] == "active", reply
@@ -327,7 +338,8 @@ async def test_seckill_201_then_200_with_the_same_order(api, stack):
     now = await api.call("GET", "activity_service", f"/activities/{activity['id']}")
     assert now.body["remaining"] == 4
     records = stack.query(
-        "activity_service", "SELECT COUNT(*) AS n FROM seckill_records WHERE activity_id = %s",
+        "activity_service",
+        "SELECT COUNT(*) AS n FROM seckill_records WHERE activity_id = %s",
         (activity["id"],),
     )
     assert records[0]["n"] == 1
@@ -370,7 +382,10 @@ async def test_seckill_ended_and_repeat_after_end(api):
     assert order.status == 201
     admin = await api.admin_token()
     reply = await api.call(
-        "PATCH", "activity_service", f"/activities/{activity['id']}", token=admin,
+        "PATCH",
+        "activity_service",
+        f"/activities/{activity['id']}",
+        token=admin,
         json={"ends_at": iso(datetime.now(UTC) - timedelta(seconds=1))},
     )
     assert reply.status == 200 and reply.body["status"] == "ended", reply
@@ -395,7 +410,10 @@ async def test_seckill_ignores_a_body(api):
     activity = await api.create_activity(stock=1)
     buyer = await api.new_user()
     reply = await api.call(
-        "POST", "activity_service", f"/activities/{activity['id']}/seckill", token=buyer.token,
+        "POST",
+        "activity_service",
+        f"/activities/{activity['id']}/seckill",
+        token=buyer.token,
         json={"user_id": 1, "quantity": 100},
     )
     assert reply.status == 201 and reply.body["user_id"] == buyer.id, reply

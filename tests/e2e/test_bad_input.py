@@ -27,7 +27,7 @@ BAD_JSON = [
     b"[" * 100_000 + b"]" * 100_000,
     b'{"a": ' * 5000 + b"1" + b"}" * 5000,
     b'{"username": "abc", "password": "password-123"',
-    b"\"unterminated",
+    b'"unterminated',
 ]
 
 
@@ -100,8 +100,9 @@ async def test_malformed_json_everywhere(api, stack, world):
         if service == "order_service":
             headers["X-Service-Token"] = stack.service_token
         for raw in BAD_JSON:
-            body = await expect_4xx(api, method, service, path, data=raw, headers=headers,
-                                    token=kwargs.get("token"))
+            body = await expect_4xx(
+                api, method, service, path, data=raw, headers=headers, token=kwargs.get("token")
+            )
             assert body["code"] == "bad_request", (path, raw[:20], body)
 
 
@@ -150,11 +151,18 @@ async def test_bad_ids_in_paths(api, world):
     for bad in HUGE_IDS + ["abc", "1.5", "1e3", "0x10", "%20", "1%3B%20DROP%20TABLE%20users"]:
         await expect_4xx(api, "GET", "user_service", f"/users/{bad}", token=admin)
         await expect_4xx(api, "GET", "activity_service", f"/activities/{bad}")
-        await expect_4xx(api, "PATCH", "activity_service", f"/activities/{bad}", token=admin,
-                         json={"name": "changed"})
+        await expect_4xx(
+            api,
+            "PATCH",
+            "activity_service",
+            f"/activities/{bad}",
+            token=admin,
+            json={"name": "changed"},
+        )
         await expect_4xx(api, "DELETE", "activity_service", f"/activities/{bad}", token=admin)
-        await expect_4xx(api, "POST", "activity_service", f"/activities/{bad}/seckill",
-                         token=alice.token)
+        await expect_4xx(
+            api, "POST", "activity_service", f"/activities/{bad}/seckill", token=alice.token
+        )
 
 
 async def test_bad_ids_in_queries(api, world):
@@ -178,16 +186,28 @@ async def test_sql_looking_strings(api, stack, world):
         )
         assert body["code"] == "invalid_request"
         for username, password in ((text, PASSWORD), (alice.username, text), ("admin", text)):
-            await expect_4xx(api, "POST", "user_service", "/tokens",
-                             json={"username": username, "password": password})
+            await expect_4xx(
+                api,
+                "POST",
+                "user_service",
+                "/tokens",
+                json={"username": username, "password": password},
+            )
         for path in (f"/orders/{text}", f"/orders/{order_no}{text}", f"/orders/{text}/pay"):
             await expect_4xx(api, "GET", "order_service", path, token=admin)
             await expect_4xx(api, "POST", "order_service", path + "/pay", token=alice.token)
         await expect_4xx(api, "GET", "activity_service", f"/activities/{text}")
-        await expect_4xx(api, "PATCH", "activity_service", f"/activities/{world['upcoming']['id']}",
-                         token=admin, json={"stock": text})
-        reply = await api.call("GET", "order_service", "/orders", token=admin,
-                               headers={"X-Request-ID": text})
+        await expect_4xx(
+            api,
+            "PATCH",
+            "activity_service",
+            f"/activities/{world['upcoming']['id']}",
+            token=admin,
+            json={"stock": text},
+        )
+        reply = await api.call(
+            "GET", "order_service", "/orders", token=admin, headers={"X-Request-ID": text}
+        )
         assert reply.status == 200 and reply.headers["X-Request-ID"] != text
     # The order and the account they aimed at are as they were.
     fetched = await api.call("GET", "order_service", f"/orders/{order_no}", token=alice.token)

@@ -81,7 +81,10 @@ async def test_body_over_one_mib_is_413(api, stack, service):
         # The server may close the connection while the body is still being sent;
         # with Expect: 100-continue the answer comes before the body.
         reply = await api.call(
-            "POST", service, POSTS[service], data=body,
+            "POST",
+            service,
+            POSTS[service],
+            data=body,
             headers=headers | {"Expect": "100-continue"},
         )
     assert_problem(reply, 413, "payload_too_large")
@@ -95,7 +98,10 @@ async def test_a_body_of_exactly_one_mib_is_read(api):
     reply = await api.call("POST", "user_service", "/users", data=body)
     assert_problem(reply, 422, "invalid_request")  # read and judged, not refused unread
     reply = await api.call(
-        "POST", "user_service", "/users", data=body[:-2] + b'p"}',
+        "POST",
+        "user_service",
+        "/users",
+        data=body[:-2] + b'p"}',
         headers={"Expect": "100-continue"},
     )
     assert_problem(reply, 413, "payload_too_large")
@@ -226,16 +232,48 @@ def resolve(document: dict, schema: dict) -> dict:
 @pytest.mark.parametrize(
     "service, method, path, body_fields, status, answer_fields",
     [
-        ("user_service", "post", "/users", {"username", "password"}, "201",
-         {"id", "username", "is_admin", "created_at"}),
-        ("user_service", "post", "/tokens", {"username", "password"}, "200",
-         {"access_token", "token_type", "expires_in"}),
-        ("activity_service", "post", "/activities",
-         {"name", "product_name", "price", "stock", "starts_at", "ends_at"}, "201",
-         {"id", "name", "product_name", "price", "stock", "remaining", "starts_at", "ends_at",
-          "status"}),
-        ("activity_service", "patch", "/activities/{activity_id}",
-         {"name", "product_name", "price", "stock", "starts_at", "ends_at"}, "200", None),
+        (
+            "user_service",
+            "post",
+            "/users",
+            {"username", "password"},
+            "201",
+            {"id", "username", "is_admin", "created_at"},
+        ),
+        (
+            "user_service",
+            "post",
+            "/tokens",
+            {"username", "password"},
+            "200",
+            {"access_token", "token_type", "expires_in"},
+        ),
+        (
+            "activity_service",
+            "post",
+            "/activities",
+            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            "201",
+            {
+                "id",
+                "name",
+                "product_name",
+                "price",
+                "stock",
+                "remaining",
+                "starts_at",
+                "ends_at",
+                "status",
+            },
+        ),
+        (
+            "activity_service",
+            "patch",
+            "/activities/{activity_id}",
+            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            "200",
+            None,
+        ),
         ("order_service", "post", "/internal/orders", {"orders"}, "200", {"accepted"}),
         ("order_service", "get", "/orders", None, "200", {"items", "total"}),
     ],
@@ -250,9 +288,9 @@ async def test_openapi_schemas_describe_the_wire(
         body = resolve(document, operation["requestBody"]["content"]["application/json"]["schema"])
         assert set(body["properties"]) == body_fields, body
     if answer_fields:
-        answer = resolve(document, operation["responses"][status]["content"]["application/json"][
-            "schema"
-        ])
+        answer = resolve(
+            document, operation["responses"][status]["content"]["application/json"]["schema"]
+        )
         assert set(answer["properties"]) == answer_fields, answer
     problems = [r for code, r in operation["responses"].items() if code.startswith(("4", "5"))]
     for problem in problems:
@@ -265,5 +303,8 @@ async def test_openapi_money_and_status_are_typed(api):
     schemas = document["components"]["schemas"]
     assert schemas["ActivityCreate"]["properties"]["price"]["type"] == "string"
     assert schemas["Activity"]["properties"]["status"]["enum"] == [
-        "upcoming", "active", "sold_out", "ended"
+        "upcoming",
+        "active",
+        "sold_out",
+        "ended",
     ]

@@ -33,10 +33,7 @@ def database(stack: Stack, service: str) -> str:
 
 def connection_ids(stack: Stack, service: str, busy_only: bool = False) -> set[int]:
     """The service's MySQL connections, as the server sees them (this probe's own excluded)."""
-    sql = (
-        "SELECT ID FROM information_schema.PROCESSLIST "
-        "WHERE DB = %s AND ID <> CONNECTION_ID()"
-    )
+    sql = "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()"
     if busy_only:
         sql += " AND COMMAND = 'Query'"
     with mysql_connect() as conn, conn.cursor() as cur:
@@ -81,7 +78,11 @@ async def hang_up(
 
 
 async def give_up(
-    session: aiohttp.ClientSession, url: str, method: str, token: str | None, body: bytes | None,
+    session: aiohttp.ClientSession,
+    url: str,
+    method: str,
+    token: str | None,
+    body: bytes | None,
     rng: random.Random,
 ) -> None:
     """aiohttp with a tiny total timeout: it drops the connection when time is up."""
@@ -248,8 +249,10 @@ class PoolProbe:
             return (await api.call("PATCH", "activity_service", path, self.admin, body)).status
 
         await self._saturate(
-            "activity_service", "SELECT id FROM activities WHERE id = %s FOR UPDATE",
-            (self.activity["id"],), patch,
+            "activity_service",
+            "SELECT id FROM activities WHERE id = %s FOR UPDATE",
+            (self.activity["id"],),
+            patch,
         )
 
         async def pay(n: int) -> int:
@@ -257,8 +260,10 @@ class PoolProbe:
             return (await api.call("POST", "order_service", path, self.buyer.token)).status
 
         await self._saturate(
-            "order_service", "SELECT id FROM orders WHERE order_no = %s FOR UPDATE",
-            (self.order_no,), pay,
+            "order_service",
+            "SELECT id FROM orders WHERE order_no = %s FOR UPDATE",
+            (self.order_no,),
+            pay,
         )
 
         # An uncommitted row with the same username makes every insert wait on its key.
@@ -271,7 +276,8 @@ class PoolProbe:
             "user_service",
             "INSERT INTO users (username, password_hash, is_admin, created_at) "
             "VALUES (%s, 'x', 0, UTC_TIMESTAMP())",
-            (name,), register,
+            (name,),
+            register,
         )
 
 

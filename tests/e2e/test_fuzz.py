@@ -71,8 +71,13 @@ def fuzz_stack(tmp_path_factory):
     for start_in, length in ((-60, 3600), (3600, 3600), (-7200, 3600)):
         post_json(
             stack.activity_url + "/activities",
-            {"name": "Fuzz", "product_name": "Widget", "price": "9.99", "stock": 5,
-             **window(start_in, length)},
+            {
+                "name": "Fuzz",
+                "product_name": "Widget",
+                "price": "9.99",
+                "stock": 5,
+                **window(start_in, length),
+            },
             stack.tokens["admin"],
         )
     yield stack

@@ -28,7 +28,11 @@ def app_routes(stack, service: str) -> set[tuple[str, str]]:
     """(method, path) of every route a fresh create_app() of the service has."""
     out = subprocess.run(
         [sys.executable, "-m", "tests.e2e.routes_of", service],
-        env=stack.env, cwd=ROOT, capture_output=True, text=True, check=True,
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {tuple(route) for route in json.loads(out.stdout)}
 
@@ -68,7 +72,9 @@ async def test_every_operation_is_described(api, service):
     schemas = document["components"]["schemas"]
 
     assert schemes["bearer"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
         "description": schemes["bearer"]["description"],
     }
     for method, path, operation in operations(document):

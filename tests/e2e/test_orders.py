@@ -119,8 +119,10 @@ async def test_someone_elses_order_is_404_like_a_missing_one(api):
     alice, bob = await api.new_users(2)
     order = await buy(api, activity["id"], alice)
     theirs = await api.call("GET", "order_service", f"/orders/{order['order_no']}", bob.token)
-    missing_no = order["order_no"][:-4] + "ffff" if not order["order_no"].endswith("ffff") else (
-        order["order_no"][:-4] + "0000"
+    missing_no = (
+        order["order_no"][:-4] + "ffff"
+        if not order["order_no"].endswith("ffff")
+        else (order["order_no"][:-4] + "0000")
     )
     missing = await api.call("GET", "order_service", f"/orders/{missing_no}", bob.token)
     body = assert_problem(theirs, 404, "not_found")
@@ -160,7 +162,8 @@ async def test_only_the_owner_pays(api, stack):
     assert_problem(await api.call("POST", "order_service", path, admin), 403, "forbidden")
     assert_problem(await api.call("POST", "order_service", path), 401, "unauthorized")
     rows = stack.query(
-        "order_service", "SELECT status, paid_at FROM orders WHERE order_no = %s",
+        "order_service",
+        "SELECT status, paid_at FROM orders WHERE order_no = %s",
         (order["order_no"],),
     )
     assert rows == [{"status": "created", "paid_at": None}]

@@ -59,6 +59,7 @@ async def test_kill_9_of_activity_service_while_batches_are_in_flight(own_stack,
         after = await storm(api, activity["id"], accounts, per_user=2)
         for user_id, order_nos in after.acknowledged.items():
             assert order_nos == result.acknowledged.get(user_id, order_nos)
-        merged = StormResult(acknowledged={**after.acknowledged, **result.acknowledged},
-                             statuses=after.statuses)
+        merged = StormResult(
+            acknowledged={**after.acknowledged, **result.acknowledged}, statuses=after.statuses
+        )
         await check_invariants(stack, activity["id"], stock, merged, sold_out=False, crashed=True)

@@ -152,7 +152,7 @@ async def test_seckill_from_swagger_ui(browser, api, stack):
     block, status, body = await execute(page, "POST", path, activity_id=str(activity["id"]))
 
     assert status == "201"
-    order_no = json.loads(body[body.index("{"): body.rindex("}") + 1])["order_no"]
+    order_no = json.loads(body[body.index("{") : body.rindex("}") + 1])["order_no"]
     order = await api.call("GET", "order_service", f"/orders/{order_no}", buyer.token)
     assert order.status == 200 and order.body["user_id"] == buyer.id
     await keep_screenshots(page, block, "activity_service-seckill")

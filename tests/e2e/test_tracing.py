@@ -78,8 +78,10 @@ async def test_one_seckill_is_one_trace_across_services(traced, receiver):
     trace_id = reply.headers["X-Trace-ID"]
     spans = await receiver.wait_for(
         trace_id,
-        lambda spans: all(served_by(name)(spans) for name in SERVICES_IN_A_SECKILL)
-        and any(s.kind == "CLIENT" and s.name == "POST" for s in spans),
+        lambda spans: (
+            all(served_by(name)(spans) for name in SERVICES_IN_A_SECKILL)
+            and any(s.kind == "CLIENT" and s.name == "POST" for s in spans)
+        ),
     )
     root = one(spans, service="activity_service", kind="SERVER")
     assert root.name == SECKILL_ROUTE and root.parent_span_id is None

@@ -36,7 +36,8 @@ async def test_password_is_stored_only_as_a_salted_hash(api, stack):
     await api.register(first)
     await api.register(second)
     rows = stack.query(
-        "user_service", "SELECT username, password_hash FROM users WHERE username IN (%s, %s)",
+        "user_service",
+        "SELECT username, password_hash FROM users WHERE username IN (%s, %s)",
         (first, second),
     )
     hashes = [row["password_hash"] for row in rows]

@@ -59,8 +59,14 @@ def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, l
 
 async def new_activity(db: Database, stock: int, start_in: float = -60, length: float = 3600):
     starts = utcnow() + timedelta(seconds=start_in)
-    values = {"name": "Batch", "product_name": "Mouse", "price": Decimal("9.50"), "stock": stock,
-              "starts_at": starts, "ends_at": starts + timedelta(seconds=length)}
+    values = {
+        "name": "Batch",
+        "product_name": "Mouse",
+        "price": Decimal("9.50"),
+        "stock": stock,
+        "starts_at": starts,
+        "ends_at": starts + timedelta(seconds=length),
+    }
     return await repository.insert_activity(db, values, utcnow())
 
 
@@ -101,8 +107,11 @@ async def test_holders_newcomers_and_too_little_stock_in_one_batch(db, batch_max
 
     activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
     assert activity[0]["remaining"] == 0
-    records = await rows(db, "SELECT user_id, order_no FROM seckill_records "
-                             "WHERE activity_id = %s ORDER BY user_id", activity_id)
+    records = await rows(
+        db,
+        "SELECT user_id, order_no FROM seckill_records WHERE activity_id = %s ORDER BY user_id",
+        activity_id,
+    )
     assert [r["user_id"] for r in records] == sorted({1, 2} | winners)
     assert {r["order_no"] for r in records} == {
         o.order["order_no"] for o in (*first, *outcomes.values()) if o.order

@@ -46,8 +46,12 @@ def check_shape(status: int, body: dict, headers: dict) -> None:
         (NotStarted(7), 409, "not_started", "Conflict"),
         (Ended(7), 409, "ended", "Conflict"),
         (NotPayable("paid"), 409, "not_payable", "Conflict"),
-        (PeerUnavailable("order_service is unavailable", peer="x"), 503, "peer_unavailable",
-         "Service Unavailable"),
+        (
+            PeerUnavailable("order_service is unavailable", peer="x"),
+            503,
+            "peer_unavailable",
+            "Service Unavailable",
+        ),
     ],
 )
 def test_app_errors(exc, status, code, title):

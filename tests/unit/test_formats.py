@@ -34,29 +34,47 @@ def test_order_nos_are_unique_and_sort_by_time():
 def test_order_nos_pass_order_service_validation():
     from order_service.schemas import NewOrder
 
-    order = present_order({
-        "order_no": new_order_no(NOW), "activity_id": 1, "user_id": 2,
-        "amount": Decimal("19.9"), "created_at": NOW,
-    })
+    order = present_order(
+        {
+            "order_no": new_order_no(NOW),
+            "activity_id": 1,
+            "user_id": 2,
+            "amount": Decimal("19.9"),
+            "created_at": NOW,
+        }
+    )
     parsed = NewOrder.model_validate_json(orjson.dumps(order))  # as it travels
     assert parsed.order_no == order["order_no"] and parsed.amount == Decimal("19.90")
 
 
 def test_present_order():
-    order = present_order({
-        "order_no": "x", "activity_id": 1, "user_id": 2,
-        "amount": Decimal("5"), "created_at": NOW,
-    })
+    order = present_order(
+        {
+            "order_no": "x",
+            "activity_id": 1,
+            "user_id": 2,
+            "amount": Decimal("5"),
+            "created_at": NOW,
+        }
+    )
     assert order == {
-        "order_no": "x", "activity_id": 1, "user_id": 2, "amount": "5.00",
-        "status": "created", "created_at": "2026-11-26T15:00:00Z",
+        "order_no": "x",
+        "activity_id": 1,
+        "user_id": 2,
+        "amount": "5.00",
+        "status": "created",
+        "created_at": "2026-11-26T15:00:00Z",
     }
 
 
 @pytest.mark.parametrize(
     "value, text",
-    [(Decimal("19.9"), "19.90"), (Decimal("0.01"), "0.01"), (Decimal("99999999.99"), "99999999.99"),
-     (Decimal("5"), "5.00")],
+    [
+        (Decimal("19.9"), "19.90"),
+        (Decimal("0.01"), "0.01"),
+        (Decimal("99999999.99"), "99999999.99"),
+        (Decimal("5"), "5.00"),
+    ],
 )
 def test_money(value, text):
     assert money(value) == text

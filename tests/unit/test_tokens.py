@@ -31,7 +31,8 @@ def verify(token: str, verifier: TokenVerifier | None = None) -> Principal:
 
 def pem(key) -> str:
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
 
@@ -42,8 +43,9 @@ def test_issue_and_verify():
 
 
 def test_claims():
-    claims = jwt.decode(issue_token(KEY, 7, False, 300), KEY.public_key(), algorithms=[ALGORITHM],
-                        issuer=ISSUER)
+    claims = jwt.decode(
+        issue_token(KEY, 7, False, 300), KEY.public_key(), algorithms=[ALGORITHM], issuer=ISSUER
+    )
     assert claims["sub"] == "7" and claims["adm"] is False
     assert claims["exp"] - claims["iat"] == 300 and abs(claims["iat"] - time.time()) < 5
 

@@ -27,10 +27,13 @@ def test_the_base_endpoint_gets_the_traces_path():
 
 
 def test_the_traces_endpoint_is_taken_as_given():
-    assert endpoint(
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger:4318",
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://collector:4318/custom",
-    ) == "http://collector:4318/custom"
+    assert (
+        endpoint(
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger:4318",
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://collector:4318/custom",
+        )
+        == "http://collector:4318/custom"
+    )
 
 
 def test_sdk_disabled_turns_tracing_off():

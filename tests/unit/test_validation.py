@@ -67,8 +67,12 @@ def test_a_body_that_is_not_an_object(value):
 
 def test_a_cross_field_rule_is_reported():
     activity = {
-        "name": "n", "product_name": "p", "price": "1.00", "stock": 1,
-        "starts_at": "2026-01-02T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z",
+        "name": "n",
+        "product_name": "p",
+        "price": "1.00",
+        "stock": 1,
+        "starts_at": "2026-01-02T00:00:00Z",
+        "ends_at": "2026-01-01T00:00:00Z",
     }
     with pytest.raises(InvalidRequest) as info:
         parse_body(body(activity), ActivityCreate)
@@ -83,7 +87,8 @@ def test_patch_leaves_unset_fields_out():
 def test_query_defaults_and_values():
     assert parse_query(query(""), PageQuery).model_dump() == {"limit": 20, "offset": 0}
     assert parse_query(query("limit=100&offset=7"), PageQuery).model_dump() == {
-        "limit": 100, "offset": 7,
+        "limit": 100,
+        "offset": 7,
     }
     orders = parse_query(query("activity_id=3&user_id=9"), OrderQuery)
     assert (orders.activity_id, orders.user_id, orders.limit) == (3, 9, 50)
