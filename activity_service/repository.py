@@ -92,20 +92,37 @@ async def delete_activity(cur: Cursor, activity_id: int) -> None:
 # The seckill
 
 
-async def activity_for_seckill(cur: Cursor, activity_id: int) -> dict | None:
+async def activity_and_holders(
+    cur: Cursor, activity_id: int, user_ids: Sequence[int]
+) -> tuple[dict | None, list[dict]]:
+    """The activity, and the records of those of user_ids who hold one, in one round trip."""
     await cur.execute(
-        "SELECT id, price, stock, remaining, starts_at, ends_at FROM activities WHERE id = %s",
-        (activity_id,),
+        "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
+        "r.user_id, r.order_no, r.amount, r.created_at AS ordered_at "
+        "FROM activities a LEFT JOIN seckill_records r "
+        "ON r.activity_id = a.id AND r.user_id IN " + placeholders(len(user_ids)) + " "
+        "WHERE a.id = %s",
+        (*user_ids, activity_id),
     )
-    return await cur.fetchone()
-
-
-async def records_of_users(cur: Cursor, activity_id: int, user_ids: Sequence[int]) -> list[dict]:
-    await cur.execute(
-        RECORD_COLUMNS + "WHERE activity_id = %s AND user_id IN " + placeholders(len(user_ids)),
-        (activity_id, *user_ids),
-    )
-    return list(await cur.fetchall())
+    rows = await cur.fetchall()
+    if not rows:
+        return None, []
+    first = rows[0]
+    activity = {
+        key: first[key] for key in ("id", "price", "stock", "remaining", "starts_at", "ends_at")
+    }
+    records = [
+        {
+            "activity_id": activity_id,
+            "user_id": row["user_id"],
+            "order_no": row["order_no"],
+            "amount": row["amount"],
+            "created_at": row["ordered_at"],
+        }
+        for row in rows
+        if row["user_id"] is not None
+    ]
+    return activity, records
 
 
 async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:

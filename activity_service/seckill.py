@@ -227,14 +227,11 @@ class Seckill:
         async def work(cur: Cursor) -> tuple[dict[int, Outcome], list[dict], Closed | None]:
             """Returns the outcomes, the records created, and whether newcomers are shut out."""
             now = utcnow()
-            activity = await repository.activity_for_seckill(cur, activity_id)
+            activity, holders = await repository.activity_and_holders(cur, activity_id, users)
             if activity is None:
                 error = partial(ActivityNotFound, activity_id)
                 return {u: Outcome(error=error()) for u in users}, [], Closed(error, 0, 1.0)
-            outcomes = {
-                r["user_id"]: Outcome(order=present_order(r))
-                for r in await repository.records_of_users(cur, activity_id, users)
-            }
+            outcomes = {r["user_id"]: Outcome(order=present_order(r)) for r in holders}
             newcomers = [u for u in users if u not in outcomes]
             sold = activity["stock"] - activity["remaining"]
             created: list[dict] = []
