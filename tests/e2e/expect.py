@@ -62,3 +62,16 @@ def row_counts(stack: Stack) -> dict[str, int]:
         for table in tables:
             counts[table] = stack.query(service, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
     return counts
+
+
+ACTIVITY_KEYS = {
+    "id",
+    "name",
+    "product_name",
+    "price",
+    "stock",
+    "remaining",
+    "starts_at",
+    "ends_at",
+    "status",
+}

@@ -5,20 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.expect import assert_field_error, assert_problem
+from tests.e2e.expect import ACTIVITY_KEYS, assert_field_error, assert_problem
 from tests.factories import iso, window
 
-ACTIVITY_KEYS = {
-    "id",
-    "name",
-    "product_name",
-    "price",
-    "stock",
-    "remaining",
-    "starts_at",
-    "ends_at",
-    "status",
-}
 ORDER_KEYS = {"order_no", "activity_id", "user_id", "amount", "status", "created_at"}
 
 

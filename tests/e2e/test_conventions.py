@@ -5,7 +5,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.e2e.expect import assert_problem
+from tests.e2e.expect import ACTIVITY_KEYS, assert_problem
 
 SERVICES = ("user_service", "activity_service", "order_service")
 # One POST endpoint per service that reads a JSON body.
@@ -254,17 +254,7 @@ def resolve(document: dict, schema: dict) -> dict:
             "/activities",
             {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
             "201",
-            {
-                "id",
-                "name",
-                "product_name",
-                "price",
-                "stock",
-                "remaining",
-                "starts_at",
-                "ends_at",
-                "status",
-            },
+            ACTIVITY_KEYS,
         ),
         (
             "activity_service",

@@ -113,15 +113,18 @@ async def test_one_seckill_is_one_trace_across_services(traced, receiver):
     assert not [st for st in statements if reply.body["order_no"] in st]
 
 
-async def test_an_incoming_traceparent_is_continued(traced, receiver):
+@pytest.mark.parametrize(
+    "header",
+    ["traceparent: 00-{trace}-{parent}-01", "uber-trace-id: {trace}:{parent}:0:1"],
+    ids=["w3c-traceparent", "jaeger-uber-trace-id"],
+)
+async def test_an_incoming_trace_context_is_continued(traced, receiver, header):
     activity = await traced.create_activity()
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    name, _, value = header.format(trace=trace_id, parent=parent_id).partition(": ")
 
     reply = await traced.call(
-        "GET",
-        "activity_service",
-        f"/activities/{activity['id']}",
-        headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
+        "GET", "activity_service", f"/activities/{activity['id']}", headers={name: value}
     )
 
     assert reply.status == 200, reply
@@ -131,23 +134,6 @@ async def test_an_incoming_traceparent_is_continued(traced, receiver):
     assert server.name == "GET /activities/<activity_id:int>"
     assert server.parent_span_id == parent_id
     assert sql(spans, "activity_service")
-
-
-async def test_a_jaeger_uber_trace_id_is_continued(traced, receiver):
-    activity = await traced.create_activity()
-    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
-
-    reply = await traced.call(
-        "GET",
-        "activity_service",
-        f"/activities/{activity['id']}",
-        headers={"uber-trace-id": f"{trace_id}:{parent_id}:0:1"},
-    )
-
-    assert reply.status == 200, reply
-    assert reply.headers["X-Trace-ID"] == trace_id
-    spans = await receiver.wait_for(trace_id, served_by("activity_service"))
-    assert one(spans, service="activity_service", kind="SERVER").parent_span_id == parent_id
 
 
 async def test_a_callers_decision_not_to_sample_is_followed(traced, receiver):
