@@ -97,8 +97,9 @@ def allowed_methods(request: Request | None, exc: SanicException) -> list[str]:
     return sorted(allowed)
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
-    body = {
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 9457 problem details object, as answered and as documented."""
+    return {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
@@ -106,6 +107,10 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
         "code": code,
         **extra,
     }
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
+    body = problem_body(status, code, detail, **extra)
     return json(body, status=status, content_type=PROBLEM_JSON)
 
 

@@ -12,7 +12,6 @@ import importlib.util
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
-from http import HTTPStatus
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,7 +26,7 @@ from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationB
 from sanic_ext.extensions.openapi.types import Schema
 
 from common.auth import SERVICE_TOKEN_HEADER
-from common.errors import PROBLEM_JSON
+from common.errors import PROBLEM_JSON, problem_body
 
 T = TypeVar("T")
 
@@ -105,13 +104,7 @@ def empty_response(status: int, description: str) -> Callable[[T], T]:
 def problem_response(status: int, description: str) -> Any:
     """An error answer; the description starts with its code (`sold_out, not_started or ended`)."""
     code = re.match(r"[a-z_]+", description).group()
-    example = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": description,
-        "code": code,
-    }
+    example = problem_body(status, code, description)
     content = {"schema": component(Problem), "example": example}
     return openapi.response(status, {PROBLEM_JSON: content}, description)
 
