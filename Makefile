@@ -24,7 +24,15 @@ migrate: $(STAMP)
 run: $(STAMP)
 	$(PY) -m deployment.local run
 
-test: $(STAMP)
+# The Swagger UI test drives Debian's Chromium (never a browser download of Playwright's own).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the Swagger UI browser test (needs root and apt)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
