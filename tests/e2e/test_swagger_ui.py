@@ -32,9 +32,9 @@ TIMEOUT_MS = 30_000
 
 
 def require_chromium() -> str:
-    # Never skip: a machine without the browser must fail here (.ci/run installs it).
+    # Never skip: a machine without the browser must fail here (`make test` installs it).
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (as .ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (as `make test` does)")
     return CHROMIUM
 
 
