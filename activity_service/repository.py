@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from common.db import Cursor, Database, placeholders
+from common.db import Cursor, Database, placeholders, run_script, values_rows
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at FROM activities "
@@ -92,11 +92,8 @@ async def delete_activity(cur: Cursor, activity_id: int) -> None:
 # The seckill
 
 
-async def activity_and_holders(
-    cur: Cursor, activity_id: int, user_ids: Sequence[int]
-) -> tuple[dict | None, list[dict]]:
-    """The activity, and the records of those of user_ids who hold one, in one round trip."""
-    await cur.execute(
+def _activity_and_holders_query(activity_id: int, user_ids: Sequence[int]) -> tuple[str, tuple]:
+    return (
         "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
         "r.user_id, r.order_no, r.amount, r.created_at AS ordered_at "
         "FROM activities a LEFT JOIN seckill_records r "
@@ -104,7 +101,11 @@ async def activity_and_holders(
         "WHERE a.id = %s",
         (*user_ids, activity_id),
     )
-    rows = await cur.fetchall()
+
+
+def _split_activity_and_holders(
+    activity_id: int, rows: Sequence[dict]
+) -> tuple[dict | None, list[dict]]:
     if not rows:
         return None, []
     first = rows[0]
@@ -125,9 +126,30 @@ async def activity_and_holders(
     return activity, records
 
 
+async def activity_and_holders(
+    cur: Cursor, activity_id: int, user_ids: Sequence[int]
+) -> tuple[dict | None, list[dict]]:
+    """The activity, and the records of those of user_ids who hold one, in one round trip."""
+    await cur.execute(*_activity_and_holders_query(activity_id, user_ids))
+    return _split_activity_and_holders(activity_id, await cur.fetchall())
+
+
+async def begin_with_activity_and_holders(
+    cur: Cursor, activity_id: int, user_ids: Sequence[int]
+) -> tuple[dict | None, list[dict]]:
+    """START TRANSACTION, then activity_and_holders: one round trip for both."""
+    _, read = await run_script(
+        cur, [("START TRANSACTION", ()), _activity_and_holders_query(activity_id, user_ids)]
+    )
+    return _split_activity_and_holders(activity_id, read.rows)
+
+
+TAKE_STOCK = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND remaining >= %s"
+
+
 async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
     """Decrement remaining by as much of wanted as there is; returns what was taken."""
-    sql = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND remaining >= %s"
+    sql = TAKE_STOCK
     await cur.execute(sql, (wanted, activity_id, wanted))
     if cur.rowcount == 1:
         return wanted
@@ -142,20 +164,57 @@ async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
     return granted
 
 
-async def insert_records(cur: Cursor, records: Iterable[dict]) -> None:
-    rows = [
-        (r["activity_id"], r["user_id"], r["order_no"], r["amount"], r["created_at"])
-        for r in records
+def _insert_records(records: Sequence[dict]) -> list[tuple[str, tuple]]:
+    """The record and the outbox row of each order: two multi-row INSERTs."""
+    count = len(records)
+    return [
+        (
+            "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at) "
+            "VALUES " + values_rows(count, 5),
+            tuple(
+                value
+                for r in records
+                for value in (
+                    r["activity_id"],
+                    r["user_id"],
+                    r["order_no"],
+                    r["amount"],
+                    r["created_at"],
+                )
+            ),
+        ),
+        (
+            "INSERT INTO outbox (order_no, created_at) VALUES " + values_rows(count, 2),  # noqa: S608
+            tuple(value for r in records for value in (r["order_no"], r["created_at"])),
+        ),
     ]
-    await cur.executemany(
-        "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        rows,
+
+
+async def insert_records(cur: Cursor, records: Sequence[dict]) -> None:
+    await run_script(cur, _insert_records(records))
+
+
+async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -> int | None:
+    """Insert the records and outbox rows, then take their stock: one round trip.
+
+    The hot row is locked last, by the conditional UPDATE, so it stays locked
+    only until the COMMIT that follows. Returns what remains afterwards, or
+    None when less was left than asked: then nothing may be committed (the
+    caller rolls back).
+    """
+    wanted = len(records)
+    *_, taken, left = await run_script(
+        cur,
+        [
+            *_insert_records(records),
+            (TAKE_STOCK, (wanted, activity_id, wanted)),
+            # After our own UPDATE this reads the row's latest version, under our lock.
+            ("SELECT remaining FROM activities WHERE id = %s", (activity_id,)),
+        ],
     )
-    await cur.executemany(
-        "INSERT INTO outbox (order_no, created_at) VALUES (%s, %s)",
-        [(row[2], row[4]) for row in rows],
-    )
+    if taken.rowcount != 1:
+        return None
+    return left.rows[0]["remaining"]
 
 
 async def all_records(db: Database, activity_id: int) -> list[dict]:
@@ -175,10 +234,8 @@ async def undelivered(db: Database, older_than: datetime, limit: int) -> list[di
 
 
 async def mark_delivered(db: Database, order_nos: Sequence[str]) -> None:
-    async def work(cur: Cursor) -> None:
-        await cur.execute(
-            "DELETE FROM outbox WHERE order_no IN " + placeholders(len(order_nos)),  # noqa: S608
-            order_nos,
-        )
-
-    await db.transaction(work, name="mark_delivered")
+    # One statement: atomic without a transaction around it.
+    await db.execute(
+        "DELETE FROM outbox WHERE order_no IN " + placeholders(len(order_nos)),  # noqa: S608
+        order_nos,
+    )

@@ -60,6 +60,23 @@ def present_order(record: dict) -> dict:
     }
 
 
+class ShortOfStock(Exception):
+    """The batch asks for more than is left: it must roll back and share out what remains."""
+
+
+def new_records(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> list[dict]:
+    return [
+        {
+            "activity_id": activity_id,
+            "user_id": user_id,
+            "order_no": new_order_no(now),
+            "amount": activity["price"],
+            "created_at": now,
+        }
+        for user_id in user_ids
+    ]
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one seckill request gets: an order (new or existing) or an error."""
@@ -77,6 +94,47 @@ class Closed:
     rejection: Callable[[], AppError]  # a fresh error per request: raised errors keep tracebacks
     sold: int  # how many orders the activity holds
     trust_seconds: float
+
+
+# What a batch's transaction returns: the outcomes, the records it created, and
+# whether the activity is now closed to newcomers.
+BatchResult = tuple[dict[int, "Outcome"], list[dict], Closed | None]
+
+
+def sold_out(activity_id: int, activity: dict, now: datetime) -> Closed:
+    # Never trusted past the end: from then on newcomers must hear `ended`.
+    until_end = (activity["ends_at"] - now).total_seconds()
+    return Closed(partial(SoldOut, activity_id), activity["stock"], min(until_end, 1.0))
+
+
+def triage(
+    activity_id: int,
+    activity: dict | None,
+    holders: list[dict],
+    users: list[int],
+    now: datetime,
+) -> tuple[dict[int, Outcome], list[int], Closed | None]:
+    """Holders get their order; the newcomers are returned, or rejected when the
+    activity is closed to them (missing, not started, ended, sold out)."""
+    if activity is None:
+        error = partial(ActivityNotFound, activity_id)
+        return {u: Outcome(error=error()) for u in users}, [], Closed(error, 0, 1.0)
+    outcomes = {r["user_id"]: Outcome(order=present_order(r)) for r in holders}
+    newcomers = [u for u in users if u not in outcomes]
+    sold = activity["stock"] - activity["remaining"]
+    closed: Closed | None = None
+    if now < activity["starts_at"]:
+        wait = (activity["starts_at"] - now).total_seconds()
+        closed = Closed(partial(NotStarted, activity_id), sold, min(wait, 1.0))
+    elif now >= activity["ends_at"]:
+        closed = Closed(partial(Ended, activity_id), sold, 1.0)
+    elif activity["remaining"] <= 0:
+        closed = sold_out(activity_id, activity, now)
+    if closed is not None:
+        for user_id in newcomers:
+            outcomes[user_id] = Outcome(error=closed.rejection())
+        newcomers = []
+    return outcomes, newcomers, closed
 
 
 @dataclass
@@ -223,58 +281,23 @@ class Seckill:
         self, activity_id: int, state: ActivityState, user_ids: list[int]
     ) -> tuple[dict[int, Outcome], Closed | None]:
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
-
-        async def work(cur: Cursor) -> tuple[dict[int, Outcome], list[dict], Closed | None]:
-            """Returns the outcomes, the records created, and whether newcomers are shut out."""
-            now = utcnow()
-            activity, holders = await repository.activity_and_holders(cur, activity_id, users)
-            if activity is None:
-                error = partial(ActivityNotFound, activity_id)
-                return {u: Outcome(error=error()) for u in users}, [], Closed(error, 0, 1.0)
-            outcomes = {r["user_id"]: Outcome(order=present_order(r)) for r in holders}
-            newcomers = [u for u in users if u not in outcomes]
-            sold = activity["stock"] - activity["remaining"]
-            created: list[dict] = []
-            closed: Closed | None = None
-            if now < activity["starts_at"]:
-                wait = (activity["starts_at"] - now).total_seconds()
-                closed = Closed(partial(NotStarted, activity_id), sold, min(wait, 1.0))
-            elif now >= activity["ends_at"]:
-                closed = Closed(partial(Ended, activity_id), sold, 1.0)
-            else:
-                granted = 0
-                if newcomers:
-                    granted = await repository.take_stock(cur, activity_id, len(newcomers))
-                if granted < len(newcomers) or activity["remaining"] <= 0:
-                    # Never trusted past the end: from then on newcomers must hear `ended`.
-                    until_end = (activity["ends_at"] - now).total_seconds()
-                    closed = Closed(
-                        partial(SoldOut, activity_id), activity["stock"], min(until_end, 1.0)
-                    )
-                created = [
-                    {
-                        "activity_id": activity_id,
-                        "user_id": user_id,
-                        "order_no": new_order_no(now),
-                        "amount": activity["price"],
-                        "created_at": now,
-                    }
-                    for user_id in newcomers[:granted]
-                ]
-                if created:
-                    await repository.insert_records(cur, created)
-                for record in created:
-                    outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
-                newcomers = newcomers[granted:]
-            for user_id in newcomers:  # only when closed: none are left over otherwise
-                outcomes[user_id] = Outcome(error=closed.rejection())
-            return outcomes, created, closed
-
         # A duplicate key means another worker or instance committed this user's
         # record after our snapshot: a fresh attempt reads it as an existing order.
-        outcomes, created, closed = await self.db.transaction(
-            work, name="seckill_batch", retry_on=frozenset({DUPLICATE_KEY})
-        )
+        duplicate = frozenset({DUPLICATE_KEY})
+        try:
+            outcomes, created, closed = await self.db.transaction(
+                partial(self._place, activity_id, users),
+                name="seckill_batch",
+                retry_on=duplicate,
+                begin=False,
+            )
+        except ShortOfStock:
+            # Less is left than the batch asks for: lock the row first, share out the rest.
+            outcomes, created, closed = await self.db.transaction(
+                partial(self._share_out, activity_id, users),
+                name="seckill_batch_last_units",
+                retry_on=duplicate,
+            )
         handoff = None
         if created:
             handoff = self.deliver([o.order for o in outcomes.values() if o.created])
@@ -284,6 +307,48 @@ class Seckill:
             if outcome.created:
                 outcome.handoff = handoff
         return outcomes, closed
+
+    async def _place(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
+        """While stock lasts, three round trips: START TRANSACTION and the read; the
+        records, the outbox rows and the conditional UPDATE; the COMMIT. The hot
+        row is locked only for the last of them."""
+        now = utcnow()
+        activity, holders = await repository.begin_with_activity_and_holders(
+            cur, activity_id, users
+        )
+        outcomes, newcomers, closed = triage(activity_id, activity, holders, users, now)
+        if closed is not None or not newcomers:
+            return outcomes, [], closed
+        if activity["remaining"] < len(newcomers):
+            raise ShortOfStock
+        created = new_records(activity_id, activity, newcomers, now)
+        left = await repository.place_orders(cur, activity_id, created)
+        if left is None:  # taken by another worker or instance since our read
+            raise ShortOfStock
+        for record in created:
+            outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
+        if left == 0:
+            closed = sold_out(activity_id, activity, now)
+        return outcomes, created, closed
+
+    async def _share_out(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
+        """The last units: take what is left under the row lock, earliest requests first."""
+        now = utcnow()
+        activity, holders = await repository.activity_and_holders(cur, activity_id, users)
+        outcomes, newcomers, closed = triage(activity_id, activity, holders, users, now)
+        if closed is not None or not newcomers:
+            return outcomes, [], closed
+        granted = await repository.take_stock(cur, activity_id, len(newcomers))
+        created = new_records(activity_id, activity, newcomers[:granted], now)
+        if created:
+            await repository.insert_records(cur, created)
+        for record in created:
+            outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
+        if granted < len(newcomers):
+            closed = sold_out(activity_id, activity, now)
+            for user_id in newcomers[granted:]:
+                outcomes[user_id] = Outcome(error=closed.rejection())
+        return outcomes, created, closed
 
     async def _close(
         self, activity_id: int, state: ActivityState, closed: Closed, generation: int

@@ -18,6 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiomysql
@@ -53,6 +54,41 @@ def placeholders(count: int) -> str:
     if count < 1:
         raise ValueError("an IN list needs at least one value")
     return "(" + ", ".join(["%s"] * count) + ")"
+
+
+def values_rows(rows: int, width: int) -> str:
+    """'(%s, %s), (%s, %s)' for a multi-row INSERT of rows rows of width columns."""
+    if rows < 1 or width < 1:
+        raise ValueError("a VALUES list needs at least one row and one column")
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * rows)
+
+
+@dataclass(slots=True)
+class Result:
+    """What one statement of a script gave: rows affected or returned, and the rows."""
+
+    rowcount: int
+    rows: list[dict]
+
+
+async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Result]:
+    """Several parameterised statements in ONE round trip, with one Result each.
+
+    The server runs them in order and stops at the first error, which is raised
+    here; the results before it are lost with it (inside a transaction, the
+    caller rolls back anyway). A round trip saved on the hot path is worth more
+    than the statement's own time once the event loop is busy.
+    """
+    sql = ";\n".join(text for text, _ in statements)
+    args = tuple(arg for _, params in statements for arg in params)
+    await cur.execute(sql, args)
+    results = [Result(cur.rowcount, list(await cur.fetchall()) if cur.description else [])]
+    while await cur.nextset():
+        results.append(Result(cur.rowcount, list(await cur.fetchall()) if cur.description else []))
+    if len(results) != len(statements):
+        raise RuntimeError(f"a script of {len(statements)} statements gave {len(results)} results")
+    return results
 
 
 def _retrieve(task: asyncio.Task) -> None:
@@ -139,26 +175,44 @@ class Database:
 
         return await run_shielded(work())
 
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """One statement on its own (autocommit: atomic by itself); returns the rows affected."""
+
+        async def work() -> int:
+            async with self._cursor() as cur:
+                return await cur.execute(sql, args)
+
+        return await run_shielded(work())
+
     async def transaction(
         self,
         work: Callable[[aiomysql.Cursor], Awaitable[T]],
         name: str = "transaction",
         retry_on: frozenset[int] = frozenset(),
+        begin: bool = True,
     ) -> T:
         """Run work(cursor) in one transaction, retried whole on deadlock or lock wait timeout.
 
         retry_on adds error codes that a fresh snapshot resolves, such as a
-        duplicate key inserted by a concurrent transaction.
+        duplicate key inserted by a concurrent transaction. begin=False leaves
+        START TRANSACTION to work, which sends it in its first script (one
+        round trip less); the COMMIT, the rollback on error and the retries
+        stay here.
         """
-        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on))
+        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on, begin))
 
     async def _transaction(
-        self, work: Callable[[aiomysql.Cursor], Awaitable[T]], name: str, retryable: set[int]
+        self,
+        work: Callable[[aiomysql.Cursor], Awaitable[T]],
+        name: str,
+        retryable: set[int],
+        begin: bool,
     ) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self._cursor(name, attempt) as cur:
-                    await cur.connection.begin()
+                    if begin:
+                        await cur.connection.begin()
                     result = await work(cur)
                     await cur.connection.commit()
                     return result

@@ -60,7 +60,9 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, help="requests in the bare and rejection runs (200000; quick 20000)"
     )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
-    parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the databases and the logs afterwards"
+    )
     args = parser.parse_args()
     args.stock = args.stock or (1000 if args.quick else 50_000)
     args.requests = args.requests or (20_000 if args.quick else 200_000)
@@ -317,9 +319,11 @@ def main() -> None:
         summary(bare, batched, single, rejected)
     finally:
         bench.stack.stop()
-        if not args.keep:
+        if args.keep:
+            print(f"kept: the databases, and the services' logs in {tmp}")
+        else:
             bench.stack.drop_databases()
-        shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from common.db import Cursor, Database
+from common.db import Cursor, Database, values_rows
 
 ORDER_COLUMNS = "SELECT order_no, activity_id, user_id, amount, status, created_at FROM orders "
 
@@ -13,17 +13,23 @@ ORDER_COLUMNS = "SELECT order_no, activity_id, user_id, amount, status, created_
 async def insert_orders(db: Database, orders: Sequence[dict]) -> None:
     """Idempotent: an order_no already stored is left as it is (it may be paid by now)."""
 
-    async def work(cur: Cursor) -> None:
-        await cur.executemany(
-            "INSERT IGNORE INTO orders (order_no, activity_id, user_id, amount, status, "
-            "created_at) VALUES (%s, %s, %s, %s, 'created', %s)",
-            [
-                (o["order_no"], o["activity_id"], o["user_id"], o["amount"], o["created_at"])
-                for o in orders
-            ],
-        )
-
-    await db.transaction(work, name="insert_orders")
+    # One multi-row statement: atomic without a transaction around it.
+    await db.execute(
+        "INSERT IGNORE INTO orders (order_no, activity_id, user_id, amount, status, created_at) "  # noqa: S608
+        "VALUES " + values_rows(len(orders), 6),
+        tuple(
+            value
+            for o in orders
+            for value in (
+                o["order_no"],
+                o["activity_id"],
+                o["user_id"],
+                o["amount"],
+                "created",
+                o["created_at"],
+            )
+        ),
+    )
 
 
 async def get_order(db: Database, order_no: str) -> dict | None:
