@@ -16,6 +16,7 @@ from activity_service.schemas import (
     PageQuery,
 )
 from common.auth import current_user, require_admin
+from common.errors import error_response
 from common.openapi import (
     BEARER,
     empty_response,
@@ -127,7 +128,8 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     principal = await current_user(request)
     outcome = await request.app.ctx.seckill.buy(checked_id(activity_id), principal.user_id)
     if outcome.error is not None:
-        raise outcome.error
+        # Returned, not raised: after a sell-out this is the answer most requests get.
+        return error_response(outcome.error)
     if outcome.handoff is not None and not outcome.handoff.done():
         # Read-your-writes: the order is usually in order_service before we answer.
         await asyncio.wait([outcome.handoff], timeout=HANDOFF_WAIT_SECONDS)

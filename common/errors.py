@@ -114,9 +114,14 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
     return json(body, status=status, content_type=PROBLEM_JSON)
 
 
+def error_response(error: AppError) -> HTTPResponse:
+    """An expected error as its problem+json response, for a handler to return rather than raise."""
+    return problem(error.status, error.code, error.detail, **error.extra)
+
+
 def problem_from_exception(request: Request | None, exc: BaseException) -> HTTPResponse:
     if isinstance(exc, AppError):
-        return problem(exc.status, exc.code, exc.detail, **exc.extra)
+        return error_response(exc)
     if isinstance(exc, SanicException):
         status = exc.status_code
         code = _SANIC_CODES.get(status, "internal_error" if status >= 500 else "bad_request")

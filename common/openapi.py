@@ -21,8 +21,10 @@ from pydantic import BaseModel, Field
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file, json
 from sanic_ext import openapi
+from sanic_ext.extensions.http.extension import HTTPExtension
 from sanic_ext.extensions.openapi import definitions
 from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from sanic_ext.extensions.openapi.types import Schema
 
 from common.auth import SERVICE_TOKEN_HEADER
@@ -167,7 +169,7 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
     `internal`: the app has endpoints for services, behind the shared service credential.
     """
     assets, assets_version = swagger_ui_assets()
-    # sanic-ext reads these once, when app.ext is first touched just below.
+    # sanic-ext reads these once, when the app is extended just below.
     app.config.OAS_URL_PREFIX = DOCS_PREFIX
     app.config.OAS_UI_DEFAULT = "swagger"
     app.config.OAS_UI_REDOC = False
@@ -182,6 +184,12 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
         "apisSorter": "alpha",
         "operationsSorter": "alpha",
     }
+    # Of sanic-ext, only what we use: the OpenAPI document with Swagger UI, and the
+    # automatic OPTIONS/HEAD. Its dependency injection would dispatch a signal on
+    # every request, and CORS would add headers to every response, for no client of
+    # ours: Swagger UI is served from the service's own origin.
+    app.config.CORS = False
+    app.extend(built_in_extensions=False, extensions=[HTTPExtension, OpenAPIExtension])
 
     app.ext.openapi.add_security_scheme(
         BEARER,
