@@ -172,8 +172,8 @@ async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db
     activity_id = await new_activity(db, stock=10)
     seckill, deliveries = new_seckill(db)
     with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
-        # The outbox INSERT comes after the stock UPDATE and the records: the
-        # transaction fails part-way through.
+        # The outbox INSERT comes after the records' and before the stock UPDATE:
+        # the transaction fails part-way through.
         cur.execute("RENAME TABLE outbox TO outbox_away")
     try:
         failed = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
@@ -192,3 +192,39 @@ async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db
     assert retried.created
     activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
     assert activity[0]["remaining"] == 9
+
+
+async def test_stock_taken_between_the_read_and_the_update_is_never_oversold(db, monkeypatch):
+    """The conditional UPDATE, not the read before it, decides: a batch that finds
+    less left than its snapshot said rolls back and shares out what is really left."""
+    activity_id = await new_activity(db, stock=5)
+    seckill, deliveries = new_seckill(db)
+    read = repository.begin_with_activity_and_holders
+    reads = []
+
+    async def read_then_another_instance_sells(cur, *args):
+        result = await read(cur, *args)
+        reads.append(result[0]["remaining"])
+        if len(reads) == 1:  # after our snapshot, another instance takes 4 of the 5 units
+            with mysql_connect(db.settings.database) as conn, conn.cursor() as other:
+                other.execute(
+                    "UPDATE activities SET remaining = remaining - 4 WHERE id = %s", (activity_id,)
+                )
+                conn.commit()
+        return result
+
+    monkeypatch.setattr(
+        repository, "begin_with_activity_and_holders", read_then_another_instance_sells
+    )
+    outcomes = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
+
+    assert reads == [5]  # the snapshot said 5; the share-out read again under the row lock
+    assert outcomes[0].created and outcomes[0].order["user_id"] == 1  # the earliest request
+    assert all(isinstance(o.error, SoldOut) for o in outcomes[1:])
+    activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
+    assert activity[0]["remaining"] == 0
+    records = await rows(db, "SELECT user_id, order_no FROM seckill_records")
+    assert [r["user_id"] for r in records] == [1]
+    outbox = await rows(db, "SELECT order_no FROM outbox")
+    assert [r["order_no"] for r in outbox] == [records[0]["order_no"]]
+    assert [[o["user_id"] for o in batch] for batch in deliveries] == [[1]]
