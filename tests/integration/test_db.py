@@ -1,0 +1,76 @@
+"""common.db against a real MySQL database: scripts, transactions without a separate BEGIN."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pymysql
+import pytest
+
+from common.config import Settings
+from common.db import Database, run_script, values_rows
+from tests.stack import mysql_connect
+
+
+@pytest.fixture
+async def db():
+    name = "sktest_" + secrets.token_hex(4)
+    env = {**os.environ, "SECKILL_DB_PREFIX": name}
+    settings = Settings.from_env("order_service", env | {"SERVICE_TOKEN": "unused"})
+    with mysql_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{settings.database}`")
+        cur.execute(f"CREATE TABLE `{settings.database}`.t (id INT PRIMARY KEY, v VARCHAR(40))")
+    database = Database(settings)
+    await database.connect()
+    yield database
+    await database.close()
+    with mysql_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+
+
+def test_values_rows():
+    assert values_rows(2, 3) == "(%s, %s, %s), (%s, %s, %s)"
+    with pytest.raises(ValueError):
+        values_rows(0, 3)
+
+
+async def test_a_script_gives_one_result_per_statement(db):
+    async def work(cur):
+        return await run_script(
+            cur,
+            [
+                ("START TRANSACTION", ()),
+                (
+                    "INSERT INTO t (id, v) VALUES " + values_rows(2, 2),
+                    (1, "a'); DROP TABLE t; --", 2, "b"),
+                ),
+                ("UPDATE t SET v = %s WHERE id > %s", ("c", 1)),
+                ("SELECT id, v FROM t ORDER BY id", ()),
+            ],
+        )
+
+    results = await db.transaction(work, begin=False)
+    assert [r.rowcount for r in results[1:3]] == [2, 1]
+    # Parameters are escaped, never spliced: the quote and the semicolon are data.
+    assert results[3].rows == [{"id": 1, "v": "a'); DROP TABLE t; --"}, {"id": 2, "v": "c"}]
+
+
+async def test_an_error_part_way_through_a_script_rolls_the_transaction_back(db):
+    async def work(cur):
+        await run_script(
+            cur,
+            [
+                ("START TRANSACTION", ()),
+                ("INSERT INTO t (id, v) VALUES (%s, %s)", (7, "kept?")),
+                ("INSERT INTO t (id, v) VALUES (%s, %s)", (7, "duplicate")),
+                ("INSERT INTO t (id, v) VALUES (%s, %s)", (8, "never run")),
+            ],
+        )
+
+    with pytest.raises(pymysql.err.IntegrityError):
+        await db.transaction(work, begin=False)
+    assert await db.fetch_all("SELECT * FROM t") == []
+    # The connection went back to the pool in a clean state.
+    assert await db.execute("INSERT INTO t (id, v) VALUES (%s, %s)", (9, "ok")) == 1
+    assert await db.fetch_all("SELECT id FROM t") == [{"id": 9}]
