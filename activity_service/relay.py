@@ -9,7 +9,9 @@ order_service's internal create is idempotent, so a repeat is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from collections import deque
 from datetime import timedelta
 
 from opentelemetry.trace import Tracer
@@ -46,6 +48,9 @@ class OrderRelay:
         self._tasks: set[asyncio.Task] = set()
         self._delivered: list[str] = []  # acknowledged by order_service, outbox rows not deleted
         self._flushing = False
+        # Batches waiting for the hand-off in flight to finish: (orders, acknowledged, context).
+        self._waiting: deque[tuple[list[dict], asyncio.Future, contextvars.Context]] = deque()
+        self._sending = False
 
     async def send(self, orders: list[dict]) -> None:
         """One internal call for many orders; their outbox rows go once it is acknowledged."""
@@ -55,21 +60,44 @@ class OrderRelay:
     def deliver(self, orders: list[dict]) -> asyncio.Future:
         """Send in the background; the relay loop retries if this attempt fails.
 
-        Returns a future that is done once order_service has answered. The
+        Returns a future that is done once order_service has answered. One
+        hand-off is in flight per worker: batches committed meanwhile wait and
+        then go together, in one call (group commit, for the hand-off). The
         outbox rows of acknowledged orders are deleted together a moment later,
         in one statement for many batches (a crash before that only means the
         relay sends them once more).
         """
         acknowledged = asyncio.get_running_loop().create_future()
-        self._spawn(self._hand_off(orders, acknowledged))
+        self._waiting.append((orders, acknowledged, contextvars.copy_context()))
+        if not self._sending:
+            self._send_next()
         return acknowledged
 
-    async def _hand_off(self, orders: list[dict], acknowledged: asyncio.Future) -> None:
+    def _send_next(self) -> None:
+        """Start one call carrying every waiting batch (up to RELAY_BATCH orders)."""
+        if not self._waiting:
+            self._sending = False
+            return
+        self._sending = True
+        orders, acknowledged = [], []
+        context = self._waiting[0][2]  # the call belongs to the first batch's trace
+        while self._waiting and (
+            not orders or len(orders) + len(self._waiting[0][0]) <= RELAY_BATCH
+        ):
+            batch, future, _ = self._waiting.popleft()
+            orders.extend(batch)
+            acknowledged.append(future)
+        self._spawn(self._hand_off(orders, acknowledged), context)
+
+    async def _hand_off(self, orders: list[dict], acknowledged: list[asyncio.Future]) -> None:
         try:
             await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
         finally:
-            if not acknowledged.done():
-                acknowledged.set_result(None)  # whatever the outcome: nobody waits for the relay
+            for future in acknowledged:
+                if not future.done():
+                    future.set_result(None)  # whatever the outcome: nobody waits for the relay
+            if not asyncio.current_task().cancelling():  # at shutdown the relay has the rest
+                self._send_next()
         self._delivered.extend(order["order_no"] for order in orders)
         if not self._flushing:
             self._flushing = True
@@ -85,8 +113,8 @@ class OrderRelay:
         finally:
             self._flushing = False
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
+    def _spawn(self, coro, context: contextvars.Context | None = None) -> None:
+        task = asyncio.create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._settle)
 
@@ -124,6 +152,10 @@ class OrderRelay:
                 delay = min(delay * 1.5, 2.0)
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """At shutdown, give in-flight hand-offs a moment to finish."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        """At shutdown, give in-flight hand-offs (and those they start) a moment to finish."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.wait(list(self._tasks), timeout=left)

@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from opentelemetry import trace
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
@@ -115,7 +116,13 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> HTTPResponse:
 
 
 def error_response(error: AppError) -> HTTPResponse:
-    """An expected error as its problem+json response, for a handler to return rather than raise."""
+    """An expected error as its problem+json response, for a handler to return rather than raise.
+
+    The request's span (while tracing) is tagged with the code, as for a raised error.
+    """
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("seckill.error_code", error.code)
     return problem(error.status, error.code, error.detail, **error.extra)
 
 

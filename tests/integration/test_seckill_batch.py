@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
-from activity_service import models, repository
+from activity_service import repository
 from activity_service.errors import Ended, SoldOut
 from activity_service.seckill import Seckill
-from common.config import Settings
 from common.db import Database
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
@@ -30,19 +27,6 @@ class RecordingSeckill(Seckill):
     async def _commit_batch(self, activity_id, state, user_ids):
         self.batches.append(list(user_ids))
         return await super()._commit_batch(activity_id, state, user_ids)
-
-
-@pytest.fixture
-async def db():
-    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-    settings = Settings.from_env("activity_service", env | {"SERVICE_TOKEN": "unused"})
-    models.run_migrations(settings)
-    database = Database(settings)
-    await database.connect()
-    yield database
-    await database.close()
-    with mysql_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
 
 
 def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, list[list[dict]]]:
