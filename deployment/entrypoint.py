@@ -81,13 +81,13 @@ def health(name: str) -> int:
 def init_secrets(directory: Path) -> None:
     """Generate what user_service signs with and what services show each other, once."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "token_key.pem"
     if not key_file.exists():
         key_file.write_bytes(
-            Ed25519PrivateKey.generate().private_bytes(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.config import SERVICE_PORTS
 
@@ -44,7 +44,7 @@ def ensure_local_secrets() -> dict[str, str]:
     LOCAL.mkdir(exist_ok=True)
     key_file = LOCAL / "token_key.pem"
     if not key_file.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from tests.stack import ROOT, free_port, mysql_connect
 
@@ -198,6 +198,7 @@ def test_init_secrets_creates_them_once_and_never_overwrites(tmp_path):
     assert (target / "token_key.pem").read_bytes() == key
     assert (target / "service_token").read_text() == token
     assert len(token) >= 32
-    assert isinstance(serialization.load_pem_private_key(key, password=None), Ed25519PrivateKey)
+    loaded = serialization.load_pem_private_key(key, password=None)
+    assert isinstance(loaded, RSAPrivateKey) and loaded.key_size >= 2048
     for name in ("token_key.pem", "service_token"):
         assert (target / name).stat().st_mode & 0o077 == 0
