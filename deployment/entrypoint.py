@@ -5,7 +5,9 @@ python -m deployment.entrypoint migrate        wait for MySQL, migrate, exit
 python -m deployment.entrypoint health         exit 0 when this container's /health says ok
 python -m deployment.entrypoint init-secrets DIR
                                                create the signing key and service credential
-                                               in DIR once; never overwrite them
+                                               in DIR once; never overwrite them, except a
+                                               signing key that is not RSA-2048 or larger
+                                               (an older Ed25519 key), which is replaced
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pymysql
 
-from common.config import SERVICE_PORTS, Settings
+from common.config import SERVICE_PORTS, ConfigError, Settings
 
 
 def log(message: str) -> None:
@@ -81,13 +83,24 @@ def health(name: str) -> int:
 def init_secrets(directory: Path) -> None:
     """Generate what user_service signs with and what services show each other, once."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from common.auth import load_private_key
 
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "token_key.pem"
+    if key_file.exists():
+        try:
+            load_private_key(key_file.read_text())
+        except ConfigError:
+            key_file.unlink()
+            log(
+                f"{key_file} is not an RSA key of 2048 bits or more (an older Ed25519 key?):"
+                " replacing it; tokens signed with the old key are no longer valid"
+            )
     if not key_file.exists():
         key_file.write_bytes(
-            Ed25519PrivateKey.generate().private_bytes(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),

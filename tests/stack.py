@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pymysql
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("user_service", "activity_service", "order_service")
@@ -53,7 +53,7 @@ class Stack:
         self.ports = {name: free_port() for name in SERVICES}
         key_file = tmp / "token_key.pem"
         key_file.write_bytes(
-            Ed25519PrivateKey.generate().private_bytes(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),

@@ -32,13 +32,14 @@ class Token(BaseModel):
 
 
 class Jwk(BaseModel):
-    """An Ed25519 public key (RFC 8037)."""
+    """An RSA public key (RFC 7517, RFC 7518 section 6.3) for RS256."""
 
-    kty: Literal["OKP"]
-    crv: Literal["Ed25519"]
-    x: str = Field(description="the public key, base64url")
-    alg: Literal["EdDSA"]
+    kty: Literal["RSA"]
+    n: str = Field(description="the modulus, base64url")
+    e: str = Field(description="the public exponent, base64url", examples=["AQAB"])
+    alg: Literal["RS256"]
     use: Literal["sig"]
+    kid: str | None = Field(default=None, description="the key id, when one is given")
 
 
 class JwkSet(BaseModel):

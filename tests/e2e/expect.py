@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from common.auth import issue_token, load_private_key
 from tests.factories import Reply
@@ -40,7 +40,7 @@ def assert_field_error(reply: Reply, field: str) -> None:
     assert field in fields, (field, reply)
 
 
-def stack_key(stack: Stack) -> Ed25519PrivateKey:
+def stack_key(stack: Stack) -> RSAPrivateKey:
     return load_private_key((stack.tmp / "token_key.pem").read_text())
 
 
@@ -49,7 +49,7 @@ def mint_token(
     user_id: int,
     is_admin: bool = False,
     ttl: int = 3600,
-    key: Ed25519PrivateKey | None = None,
+    key: RSAPrivateKey | None = None,
 ) -> str:
     """A token as user_service would sign it; with another key it is a forgery."""
     return issue_token(key or stack_key(stack), user_id, is_admin, ttl)

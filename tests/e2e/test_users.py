@@ -5,7 +5,7 @@ import secrets
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.auth import ALGORITHM, ISSUER
 from tests.e2e.expect import assert_field_error, assert_problem, mint_token, stack_key
@@ -167,7 +167,8 @@ async def test_unknown_account_is_404_for_admin(api, user_id):
 @pytest.mark.parametrize("service", SERVICES)
 async def test_forged_token_is_401(api, stack, service):
     user = await api.new_user()
-    forged = mint_token(stack, user.id, is_admin=True, key=Ed25519PrivateKey.generate())
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = mint_token(stack, user.id, is_admin=True, key=other_key)
     path = "/users/me" if service == "user_service" else "/orders"
     if service == "activity_service":
         activity = await api.create_activity()

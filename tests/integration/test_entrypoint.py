@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from tests.stack import ROOT, free_port, mysql_connect
 
@@ -198,6 +199,34 @@ def test_init_secrets_creates_them_once_and_never_overwrites(tmp_path):
     assert (target / "token_key.pem").read_bytes() == key
     assert (target / "service_token").read_text() == token
     assert len(token) >= 32
-    assert isinstance(serialization.load_pem_private_key(key, password=None), Ed25519PrivateKey)
+    loaded = serialization.load_pem_private_key(key, password=None)
+    assert isinstance(loaded, RSAPrivateKey) and loaded.key_size >= 2048
     for name in ("token_key.pem", "service_token"):
         assert (target / name).stat().st_mode & 0o077 == 0
+
+
+def test_init_secrets_replaces_an_ed25519_key_of_an_earlier_version(tmp_path):
+    target = tmp_path / "secrets"
+    target.mkdir()
+    old_key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (target / "token_key.pem").write_bytes(old_key)
+    (target / "service_token").write_text("kept-as-it-is-" + "x" * 32)
+    result = subprocess.run(
+        [*ENTRYPOINT, "init-secrets", str(target)],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert "is not an RSA key" in result.stderr and "replacing it" in result.stderr
+    key = (target / "token_key.pem").read_bytes()
+    loaded = serialization.load_pem_private_key(key, password=None)
+    assert isinstance(loaded, RSAPrivateKey) and loaded.key_size >= 2048
+    assert (target / "token_key.pem").stat().st_mode & 0o077 == 0
+    assert (target / "service_token").read_text() == "kept-as-it-is-" + "x" * 32
+    subprocess.run([*ENTRYPOINT, "init-secrets", str(target)], check=True, cwd=ROOT)
+    assert (target / "token_key.pem").read_bytes() == key

@@ -1,12 +1,16 @@
 """Access tokens: issued with the private key, verified with the public one, nothing else."""
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
 
 import jwt
+import orjson
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.auth import (
@@ -21,7 +25,8 @@ from common.auth import (
 from common.config import ConfigError
 from common.errors import Unauthorized
 
-KEY = Ed25519PrivateKey.generate()
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+CLAIMS = {"sub": "1", "adm": True, "exp": 2**31, "iss": ISSUER}
 
 
 def verify(token: str, verifier: TokenVerifier | None = None) -> Principal:
@@ -67,7 +72,7 @@ def test_a_remembered_token_still_expires():
 
 def test_forged_with_another_key():
     with pytest.raises(Unauthorized):
-        verify(issue_token(Ed25519PrivateKey.generate(), 42, True, 60))
+        verify(issue_token(rsa.generate_private_key(65537, 2048), 42, True, 60))
 
 
 def test_tampered_claims():
@@ -85,12 +90,28 @@ def test_tampered_claims():
         "a.b.c",
         jwt.encode({"sub": "1", "exp": 2**31, "iss": ISSUER}, None, algorithm="none"),
         jwt.encode({"sub": "1", "exp": 2**31, "iss": ISSUER}, "k" * 32, algorithm="HS256"),
+        jwt.encode(CLAIMS, Ed25519PrivateKey.generate(), algorithm="EdDSA"),
+        jwt.encode(CLAIMS, KEY, algorithm="RS512"),
+        jwt.encode(CLAIMS, KEY, algorithm="PS256"),
         jwt.encode({"sub": "1", "exp": 2**31, "iss": "elsewhere"}, KEY, algorithm=ALGORITHM),
         jwt.encode({"sub": "1", "iss": ISSUER}, KEY, algorithm=ALGORITHM),
         jwt.encode({"exp": 2**31, "iss": ISSUER}, KEY, algorithm=ALGORITHM),
         jwt.encode({"sub": "alice", "exp": 2**31, "iss": ISSUER}, KEY, algorithm=ALGORITHM),
     ],
-    ids=["empty", "word", "dots", "alg-none", "hmac", "issuer", "no-exp", "no-sub", "bad-sub"],
+    ids=[
+        "empty",
+        "word",
+        "dots",
+        "alg-none",
+        "hmac",
+        "eddsa",
+        "rs512",
+        "ps256",
+        "issuer",
+        "no-exp",
+        "no-sub",
+        "bad-sub",
+    ],
 )
 def test_invalid_tokens(token):
     with pytest.raises(Unauthorized):
@@ -99,8 +120,9 @@ def test_invalid_tokens(token):
 
 def test_the_published_jwk_verifies_tokens():
     jwk = public_jwk(KEY)
-    assert jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519" and jwk["alg"] == ALGORITHM
-    assert "d" not in jwk  # never the private half
+    assert jwk["kty"] == "RSA" and jwk["alg"] == ALGORITHM == "RS256" and jwk["use"] == "sig"
+    assert jwk["e"] == "AQAB" and len(b64decode(jwk["n"])) == 256
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & jwk.keys()  # never the private half
     verifier = TokenVerifier()
     verifier.set_jwk(jwk)
     assert verify(issue_token(KEY, 5, False, 60), verifier) == Principal(5, False)
@@ -117,6 +139,69 @@ def test_a_key_that_does_not_load_is_named(text):
         load_private_key(text)
 
 
-def test_a_key_of_another_kind_is_named():
-    with pytest.raises(ConfigError, match="Ed25519"):
-        load_private_key(pem(Ed448PrivateKey.generate()))
+@pytest.mark.parametrize(
+    "key",
+    [Ed25519PrivateKey.generate(), rsa.generate_private_key(65537, 1024)],
+    ids=["ed25519", "rsa-1024"],
+)
+def test_a_key_of_another_kind_or_too_short_is_named(key):
+    with pytest.raises(ConfigError, match="RSA private key of at least 2048 bits"):
+        load_private_key(pem(key))
+
+
+def b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_pem() -> bytes:
+    return KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def hmac_token(secret: bytes) -> str:
+    """HS256 with a secret the attacker knows; PyJWT refuses to sign with a PEM, so by hand."""
+    header = b64encode(b'{"alg":"HS256","typ":"JWT"}')
+    payload = b64encode(orjson.dumps(CLAIMS))
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64encode(signature)}"
+
+
+def test_algorithm_confusion_is_refused():
+    """The public key, which anyone can fetch, used as an HMAC secret: the classic attack."""
+    with pytest.raises(Unauthorized):
+        verify(hmac_token(public_pem()))
+    with pytest.raises(Unauthorized):
+        verify(hmac_token(b64decode(public_jwk(KEY)["n"])))
+
+
+def test_a_genuine_signature_under_a_header_naming_another_algorithm_is_refused():
+    """The RS256 signature is valid for its bytes, but the header must say RS256."""
+    for alg in ("EdDSA", "none", "HS256", "RS512"):
+        header = b64encode(orjson.dumps({"alg": alg, "typ": "JWT"}))
+        payload = b64encode(orjson.dumps(CLAIMS))
+        signing_input = f"{header}.{payload}".encode()
+        signature = KEY.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        with pytest.raises(Unauthorized):
+            verify(f"{header}.{payload}.{b64encode(signature)}")
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        jwt.algorithms.OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate().public_key(), as_dict=True)
+        | {"alg": "EdDSA", "use": "sig"},
+        public_jwk(rsa.generate_private_key(65537, 1024)),
+        jwt.algorithms.RSAAlgorithm.to_jwk(KEY, as_dict=True) | {"alg": "RS256", "use": "sig"},
+    ],
+    ids=["ed25519", "rsa-1024", "private-half"],
+)
+def test_set_jwk_takes_only_an_rsa_public_key(jwk):
+    verifier = TokenVerifier()
+    with pytest.raises((jwt.InvalidKeyError, ValueError)):
+        verifier.set_jwk(jwk)
+    assert verifier._key is None
