@@ -1,7 +1,5 @@
 """activity_service HTTP endpoints: parse, call the service, shape the response."""
 
-import asyncio
-
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
@@ -31,9 +29,6 @@ from common.validation import parse_body, parse_query
 bp = Blueprint("activities")
 
 MAX_ID = 2**63 - 1
-# How long a seckill answer waits for order_service to hold the new order;
-# past this the outbox relay delivers it and the client is answered anyway.
-HANDOFF_WAIT_SECONDS = 1.0
 
 
 def checked_id(activity_id: int) -> int:
@@ -130,7 +125,4 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     if outcome.error is not None:
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
-    if outcome.handoff is not None and not outcome.handoff.done():
-        # Read-your-writes: the order is usually in order_service before we answer.
-        await asyncio.wait([outcome.handoff], timeout=HANDOFF_WAIT_SECONDS)
     return json(outcome.order, status=201 if outcome.created else 200)

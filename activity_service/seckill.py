@@ -42,6 +42,9 @@ logger = logging.getLogger("seckill.seckill")
 # the window can change through a PATCH on another worker or instance.
 CLOSED_TRUST_SECONDS = 1.0
 MAX_ACTIVITIES_IN_MEMORY = 256
+# How long the answer to a new order waits for order_service to hold it; past
+# this the outbox relay delivers it and the client is answered anyway.
+HANDOFF_WAIT_SECONDS = 1.0
 
 
 def new_order_no(now: datetime) -> str:
@@ -84,7 +87,6 @@ class Outcome:
     order: dict | None = None
     created: bool = False
     error: AppError | None = None
-    handoff: asyncio.Future | None = None  # the delivery of a new order to order_service
 
 
 @dataclass(slots=True)
@@ -168,6 +170,7 @@ class Seckill:
         batch_wait_ms: float,
         in_flight: int = 0,
         tracer: Tracer | None = None,
+        handoff_wait: float = HANDOFF_WAIT_SECONDS,
     ):
         self.db = db
         # deliver(orders) -> a future that is done once order_service holds them
@@ -175,6 +178,7 @@ class Seckill:
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
         self.tracer = tracer
+        self.handoff_wait = handoff_wait
         # Transactions in flight per activity in this worker. Batches: one, so that
         # requests gather while it commits (a second one in flight halves the batch
         # and doubles the per-batch work). One per request: as many as the pool
@@ -220,8 +224,9 @@ class Seckill:
             task = asyncio.create_task(self._drain(activity_id, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        # shield: a cancelled handler must not cancel the outcome others share.
-        return await asyncio.shield(future)
+        # This request's own future: a handler cancelled meanwhile cancels only it,
+        # and the batch, which never sets a done future, goes on for everyone else.
+        return await future
 
     async def _drain(self, activity_id: int, state: ActivityState) -> None:
         try:
@@ -241,8 +246,9 @@ class Seckill:
                     [span for _, _, span in batch],
                     {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
                 ):
+                    handoff = None
                     try:
-                        outcomes, closed = await self._commit_batch(
+                        outcomes, closed, handoff = await self._commit_batch(
                             activity_id, state, [user_id for user_id, _, _ in batch]
                         )
                     except Exception:
@@ -253,17 +259,42 @@ class Seckill:
                         outcomes = {user_id: Outcome(error=failure()) for user_id, _, _ in batch}
                 # Answer first: nothing after COMMIT may delay or fail these requests.
                 answered: set[int] = set()
+                new_orders: list[tuple[asyncio.Future, Outcome]] = []
                 for user_id, future, _ in batch:
                     outcome = outcomes[user_id]
                     if outcome.created and user_id in answered:
                         outcome = Outcome(order=outcome.order)  # the same user's other request
                     answered.add(user_id)
-                    if not future.done():
+                    if outcome.created:
+                        new_orders.append((future, outcome))
+                    elif not future.done():
                         future.set_result(outcome)
+                self._answer_after_handoff(new_orders, handoff)
                 if closed is not None:
                     await self._close(activity_id, state, closed, generation)
         finally:
             state.running -= 1
+
+    def _answer_after_handoff(
+        self, answers: list[tuple[asyncio.Future, Outcome]], handoff: asyncio.Future | None
+    ) -> None:
+        """New orders are answered once order_service holds them (read-your-writes),
+        or after handoff_wait at the latest: they are committed, and the relay
+        delivers them anyway. One timer per batch, not a wait per request."""
+
+        def answer(_: object = None) -> None:
+            if timer is not None:
+                timer.cancel()
+            for future, outcome in answers:
+                if not future.done():
+                    future.set_result(outcome)
+
+        timer = None
+        if handoff is None or handoff.done() or not answers:
+            answer()
+            return
+        timer = asyncio.get_running_loop().call_later(self.handoff_wait, answer)
+        handoff.add_done_callback(answer)
 
     def _take_batch(self, state: ActivityState) -> list[tuple[int, asyncio.Future, Span]]:
         """Up to batch_max queued requests that memory cannot answer; the rest are answered."""
@@ -279,7 +310,9 @@ class Seckill:
 
     async def _commit_batch(
         self, activity_id: int, state: ActivityState, user_ids: list[int]
-    ) -> tuple[dict[int, Outcome], Closed | None]:
+    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None]:
+        """The outcomes, whether newcomers are now shut out, and the hand-off of the new
+        orders (a future done once order_service has answered), if any."""
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
         # A duplicate key means another worker or instance committed this user's
         # record after our snapshot: a fresh attempt reads it as an existing order.
@@ -304,9 +337,7 @@ class Seckill:
         for user_id, outcome in outcomes.items():
             if outcome.order is not None:
                 state.holders[user_id] = outcome.order
-            if outcome.created:
-                outcome.handoff = handoff
-        return outcomes, closed
+        return outcomes, closed, handoff
 
     async def _place(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
         """While stock lasts, three round trips: START TRANSACTION and the read; the

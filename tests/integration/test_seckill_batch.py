@@ -212,3 +212,27 @@ async def test_stock_taken_between_the_read_and_the_update_is_never_oversold(db,
     outbox = await rows(db, "SELECT order_no FROM outbox")
     assert [r["order_no"] for r in outbox] == [records[0]["order_no"]]
     assert [[o["user_id"] for o in batch] for batch in deliveries] == [[1]]
+
+
+async def test_new_orders_are_answered_once_order_service_holds_them_or_after_the_wait(db):
+    activity_id = await new_activity(db, stock=10)
+    acknowledgements: list[asyncio.Future] = []
+
+    def deliver(orders: list[dict]) -> asyncio.Future:
+        acknowledgements.append(asyncio.get_running_loop().create_future())
+        return acknowledgements[-1]
+
+    seckill = Seckill(db, deliver, batch_max=200, batch_wait_ms=0, handoff_wait=0.5)
+    first = asyncio.ensure_future(seckill.buy(activity_id, 1))
+    await asyncio.sleep(0.2)
+    assert len(acknowledgements) == 1 and not first.done()  # committed, not yet delivered
+    acknowledgements[0].set_result(None)  # order_service holds it now
+    assert (await asyncio.wait_for(first, timeout=0.1)).created
+
+    again = await asyncio.wait_for(seckill.buy(activity_id, 1), timeout=0.1)
+    assert again.order == first.result().order and not again.created  # a holder: at once
+
+    started = asyncio.get_running_loop().time()
+    late = await seckill.buy(activity_id, 2)  # order_service never answers this hand-off
+    waited = asyncio.get_running_loop().time() - started
+    assert late.created and 0.4 < waited < 2, waited
