@@ -164,29 +164,30 @@ async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
     return granted
 
 
-def _insert_records(records: Sequence[dict]) -> list[tuple[str, tuple]]:
-    """The record and the outbox row of each order: two multi-row INSERTs."""
-    count = len(records)
+_RECORD_COLUMNS = ("activity_id", "user_id", "order_no", "amount", "created_at")
+
+
+def _insert_records(records: Sequence[dict], only_if: str | None = None) -> list[tuple[str, tuple]]:
+    """The record and the outbox row of each order: two multi-row INSERTs.
+
+    only_if: a condition (on session variables, no values) under which the rows go
+    in at all; the rows are then selected from a derived table, not VALUES.
+    """
+
+    def insert(table: str, columns: tuple[str, ...]) -> tuple[str, tuple]:
+        values = tuple(r[column] for r in records for column in columns)
+        head = f"INSERT INTO {table} ({', '.join(columns)}) "
+        if only_if is None:
+            return head + "VALUES " + values_rows(len(records), len(columns)), values
+        first = "SELECT " + ", ".join(f"%s AS {column}" for column in columns)
+        rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(columns))
+        rows = first + rest * (len(records) - 1)
+        # Table, columns and condition are this module's own constants, never input.
+        return head + f"SELECT * FROM ({rows}) AS batch WHERE {only_if}", values  # noqa: S608
+
     return [
-        (
-            "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at) "
-            "VALUES " + values_rows(count, 5),
-            tuple(
-                value
-                for r in records
-                for value in (
-                    r["activity_id"],
-                    r["user_id"],
-                    r["order_no"],
-                    r["amount"],
-                    r["created_at"],
-                )
-            ),
-        ),
-        (
-            "INSERT INTO outbox (order_no, created_at) VALUES " + values_rows(count, 2),  # noqa: S608
-            tuple(value for r in records for value in (r["order_no"], r["created_at"])),
-        ),
+        insert("seckill_records", _RECORD_COLUMNS),
+        insert("outbox", ("order_no", "created_at")),
     ]
 
 
@@ -195,21 +196,25 @@ async def insert_records(cur: Cursor, records: Sequence[dict]) -> None:
 
 
 async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -> int | None:
-    """Insert the records and outbox rows, then take their stock: one round trip.
+    """Take the stock of these records, insert them and their outbox rows, and
+    COMMIT: one round trip, which ends the transaction.
 
-    The hot row is locked last, by the conditional UPDATE, so it stays locked
-    only until the COMMIT that follows. Returns what remains afterwards, or
-    None when less was left than asked: then nothing may be committed (the
-    caller rolls back).
+    The rows go in only if the conditional UPDATE took the stock (the session
+    variable holds its row count), so whatever happens the COMMIT never stores
+    an order without its unit. The hot row stays locked only while the server
+    runs the rest of the script, never across a round trip. Returns what
+    remains afterwards, or None when less was left than asked (nothing stored).
     """
     wanted = len(records)
-    *_, taken, left = await run_script(
+    taken, *_, left, _ = await run_script(
         cur,
         [
-            *_insert_records(records),
             (TAKE_STOCK, (wanted, activity_id, wanted)),
+            ("SET @seckill_granted = ROW_COUNT()", ()),
+            *_insert_records(records, only_if="@seckill_granted = 1"),
             # After our own UPDATE this reads the row's latest version, under our lock.
             ("SELECT remaining FROM activities WHERE id = %s", (activity_id,)),
+            ("COMMIT", ()),
         ],
     )
     if taken.rowcount != 1:

@@ -322,7 +322,7 @@ class Seckill:
                 partial(self._place, activity_id, users),
                 name="seckill_batch",
                 retry_on=duplicate,
-                begin=False,
+                scripted=True,
             )
         except ShortOfStock:
             # Less is left than the batch asks for: lock the row first, share out the rest.
@@ -340,9 +340,8 @@ class Seckill:
         return outcomes, closed, handoff
 
     async def _place(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
-        """While stock lasts, three round trips: START TRANSACTION and the read; the
-        records, the outbox rows and the conditional UPDATE; the COMMIT. The hot
-        row is locked only for the last of them."""
+        """While stock lasts, two round trips: START TRANSACTION and the read; then
+        the conditional UPDATE, the records and outbox rows, and the COMMIT."""
         now = utcnow()
         activity, holders = await repository.begin_with_activity_and_holders(
             cur, activity_id, users
@@ -354,7 +353,7 @@ class Seckill:
             raise ShortOfStock
         created = new_records(activity_id, activity, newcomers, now)
         left = await repository.place_orders(cur, activity_id, created)
-        if left is None:  # taken by another worker or instance since our read
+        if left is None:  # taken by another worker or instance since our read; nothing stored
             raise ShortOfStock
         for record in created:
             outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)

@@ -189,32 +189,36 @@ class Database:
         work: Callable[[aiomysql.Cursor], Awaitable[T]],
         name: str = "transaction",
         retry_on: frozenset[int] = frozenset(),
-        begin: bool = True,
+        scripted: bool = False,
     ) -> T:
         """Run work(cursor) in one transaction, retried whole on deadlock or lock wait timeout.
 
         retry_on adds error codes that a fresh snapshot resolves, such as a
-        duplicate key inserted by a concurrent transaction. begin=False leaves
-        START TRANSACTION to work, which sends it in its first script (one
-        round trip less); the COMMIT, the rollback on error and the retries
-        stay here.
+        duplicate key inserted by a concurrent transaction.
+
+        scripted=True: work sends START TRANSACTION in its first script and,
+        when it gets that far, COMMIT in its last, so the transaction takes no
+        round trip of its own; a transaction work leaves open is committed
+        here. The rollback on error and the retries stay here either way.
         """
-        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on, begin))
+        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on, scripted))
 
     async def _transaction(
         self,
         work: Callable[[aiomysql.Cursor], Awaitable[T]],
         name: str,
         retryable: set[int],
-        begin: bool,
+        scripted: bool,
     ) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self._cursor(name, attempt) as cur:
-                    if begin:
+                    if not scripted:
                         await cur.connection.begin()
                     result = await work(cur)
-                    await cur.connection.commit()
+                    # The server's own flag: still in a transaction unless work's script committed.
+                    if not scripted or cur.connection.get_transaction_status():
+                        await cur.connection.commit()
                     return result
             except pymysql.err.MySQLError as exc:
                 if error_code(exc) not in retryable or attempt == MAX_ATTEMPTS:

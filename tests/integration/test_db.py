@@ -50,7 +50,7 @@ async def test_a_script_gives_one_result_per_statement(db):
             ],
         )
 
-    results = await db.transaction(work, begin=False)
+    results = await db.transaction(work, scripted=True)
     assert [r.rowcount for r in results[1:3]] == [2, 1]
     # Parameters are escaped, never spliced: the quote and the semicolon are data.
     assert results[3].rows == [{"id": 1, "v": "a'); DROP TABLE t; --"}, {"id": 2, "v": "c"}]
@@ -69,7 +69,7 @@ async def test_an_error_part_way_through_a_script_rolls_the_transaction_back(db)
         )
 
     with pytest.raises(pymysql.err.IntegrityError):
-        await db.transaction(work, begin=False)
+        await db.transaction(work, scripted=True)
     assert await db.fetch_all("SELECT * FROM t") == []
     # The connection went back to the pool in a clean state.
     assert await db.execute("INSERT INTO t (id, v) VALUES (%s, %s)", (9, "ok")) == 1

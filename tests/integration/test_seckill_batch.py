@@ -10,7 +10,8 @@ import pytest
 
 from activity_service import repository
 from activity_service.errors import Ended, SoldOut
-from activity_service.seckill import Seckill
+from activity_service.repository import RECORD_COLUMNS
+from activity_service.seckill import Seckill, present_order
 from common.db import Database
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
@@ -100,6 +101,10 @@ async def test_holders_newcomers_and_too_little_stock_in_one_batch(db, batch_max
     assert {r["order_no"] for r in records} == {
         o.order["order_no"] for o in (*first, *outcomes.values()) if o.order
     }
+    # Stored exactly as answered: amounts, times to the microsecond.
+    stored = await rows(db, RECORD_COLUMNS + "WHERE activity_id = %s", activity_id)
+    answered = {o.order["order_no"]: o.order for o in (*first, *outcomes.values()) if o.order}
+    assert {r["order_no"]: present_order(r) for r in stored} == answered
     outbox = await rows(db, "SELECT order_no FROM outbox")
     assert {r["order_no"] for r in outbox} == {r["order_no"] for r in records}
 
