@@ -222,8 +222,12 @@ async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -
     return left.rows[0]["remaining"]
 
 
-async def all_records(db: Database, activity_id: int) -> list[dict]:
-    return await db.fetch_all(RECORD_COLUMNS + "WHERE activity_id = %s", (activity_id,))
+async def records_after(db: Database, activity_id: int, after_user: int, limit: int) -> list[dict]:
+    """A page of the activity's records, by user id (keyset paging on the unique key)."""
+    return await db.fetch_all(
+        RECORD_COLUMNS + "WHERE activity_id = %s AND user_id > %s ORDER BY user_id LIMIT %s",
+        (activity_id, after_user, limit),
+    )
 
 
 # The outbox

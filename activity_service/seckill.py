@@ -42,6 +42,8 @@ logger = logging.getLogger("seckill.seckill")
 # the window can change through a PATCH on another worker or instance.
 CLOSED_TRUST_SECONDS = 1.0
 MAX_ACTIVITIES_IN_MEMORY = 256
+# Holders are loaded a page at a time, so the event loop never stalls on a big sale.
+HOLDERS_PAGE = 500
 # How long the answer to a new order waits for order_service to hold it; past
 # this the outbox relay delivers it and the client is answered anyway.
 HANDOFF_WAIT_SECONDS = 1.0
@@ -270,8 +272,12 @@ class Seckill:
                     elif not future.done():
                         future.set_result(outcome)
                 self._answer_after_handoff(new_orders, handoff)
-                if closed is not None:
-                    await self._close(activity_id, state, closed, generation)
+                if closed is not None and not state.loading:
+                    # In a task of its own: batches go on while the holders load.
+                    state.loading = True
+                    task = asyncio.create_task(self._close(activity_id, state, closed, generation))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
         finally:
             state.running -= 1
 
@@ -384,13 +390,17 @@ class Seckill:
         self, activity_id: int, state: ActivityState, closed: Closed, generation: int
     ) -> None:
         """Know every holder (at most `stock` of them), then answer newcomers from memory."""
-        if closed.trust_seconds <= 0 or state.loading:
-            return  # another runner of this worker is loading them
-        state.loading = True
         try:
-            if len(state.holders) < closed.sold:
-                for record in await repository.all_records(self.db, activity_id):
+            if closed.trust_seconds <= 0:
+                return
+            after = 0
+            while len(state.holders) < closed.sold:
+                page = await repository.records_after(self.db, activity_id, after, HOLDERS_PAGE)
+                for record in page:
                     state.holders.setdefault(record["user_id"], present_order(record))
+                if len(page) < HOLDERS_PAGE:
+                    break
+                after = page[-1]["user_id"]
         except Exception as exc:
             logger.warning("could not load the holders of activity %s: %s", activity_id, exc)
             return

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from activity_service import repository
+from activity_service import seckill as seckill_module
 from activity_service.errors import Ended, SoldOut
 from activity_service.repository import RECORD_COLUMNS
 from activity_service.seckill import Seckill, present_order
@@ -118,7 +119,9 @@ async def test_holders_newcomers_and_too_little_stock_in_one_batch(db, batch_max
     assert seckill.batches == []
 
 
-async def test_a_worker_that_never_saw_the_holders_loads_them_once_sold_out(db):
+@pytest.mark.parametrize("page", [500, 2, 1], ids=["one_page", "pages", "one_by_one"])
+async def test_a_worker_that_never_saw_the_holders_loads_them_once_sold_out(db, page, monkeypatch):
+    monkeypatch.setattr(seckill_module, "HOLDERS_PAGE", page)
     activity_id = await new_activity(db, stock=3)
     seller, _ = new_seckill(db)
     sold = await asyncio.gather(*(seller.buy(activity_id, u) for u in (1, 2, 3)))
