@@ -27,6 +27,8 @@ logger = logging.getLogger("seckill.relay")
 
 INTERNAL_ORDERS_PATH = "/internal/orders"
 RELAY_BATCH = 500
+# How long one hand-off call may take before its orders are left to the relay loop.
+HANDOFF_TIMEOUT = 3.0
 # Rows younger than this are still being sent by the request path itself.
 RELAY_GRACE = timedelta(seconds=2)
 # How long acknowledged outbox rows wait, to be deleted together with later ones.
@@ -91,7 +93,11 @@ class OrderRelay:
 
     async def _hand_off(self, orders: list[dict], acknowledged: list[asyncio.Future]) -> None:
         try:
-            await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+            # Bounded: the batches waiting behind this call must not wait on a hung peer.
+            await asyncio.wait_for(
+                self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders}),
+                HANDOFF_TIMEOUT,
+            )
         finally:
             for future in acknowledged:
                 if not future.done():

@@ -206,7 +206,7 @@ async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -
     remains afterwards, or None when less was left than asked (nothing stored).
     """
     wanted = len(records)
-    taken, *_, left, _ = await run_script(
+    taken, _, records_in, outbox_in, left, _ = await run_script(
         cur,
         [
             (TAKE_STOCK, (wanted, activity_id, wanted)),
@@ -219,6 +219,13 @@ async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -
     )
     if taken.rowcount != 1:
         return None
+    if records_in.rowcount != wanted or outbox_in.rowcount != wanted:
+        # Cannot happen while both INSERTs hang on the same UPDATE; if a change to the
+        # script ever broke that, fail loudly rather than answer for missing rows.
+        raise RuntimeError(
+            f"stock for {wanted} orders taken but {records_in.rowcount} records and "
+            f"{outbox_in.rowcount} outbox rows stored"
+        )
     return left.rows[0]["remaining"]
 
 
@@ -246,5 +253,6 @@ async def mark_delivered(db: Database, order_nos: Sequence[str]) -> None:
     # One statement: atomic without a transaction around it.
     await db.execute(
         "DELETE FROM outbox WHERE order_no IN " + placeholders(len(order_nos)),  # noqa: S608
-        order_nos,
+        sorted(order_nos),
+        name="mark_delivered",
     )

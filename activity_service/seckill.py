@@ -275,7 +275,11 @@ class Seckill:
                 if closed is not None and not state.loading:
                     # In a task of its own: batches go on while the holders load.
                     state.loading = True
-                    task = asyncio.create_task(self._close(activity_id, state, closed, generation))
+                    # Trusted from what this batch saw, not from when the load ends.
+                    until = time.monotonic() + closed.trust_seconds
+                    task = asyncio.create_task(
+                        self._close(activity_id, state, closed, generation, until)
+                    )
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         finally:
@@ -331,7 +335,7 @@ class Seckill:
                 scripted=True,
             )
         except ShortOfStock:
-            # Less is left than the batch asks for: lock the row first, share out the rest.
+            # Less is left than the batch asks for: share out what is, under the row lock.
             outcomes, created, closed = await self.db.transaction(
                 partial(self._share_out, activity_id, users),
                 name="seckill_batch_last_units",
@@ -387,7 +391,12 @@ class Seckill:
         return outcomes, created, closed
 
     async def _close(
-        self, activity_id: int, state: ActivityState, closed: Closed, generation: int
+        self,
+        activity_id: int,
+        state: ActivityState,
+        closed: Closed,
+        generation: int,
+        until: float,
     ) -> None:
         """Know every holder (at most `stock` of them), then answer newcomers from memory."""
         try:
@@ -406,6 +415,6 @@ class Seckill:
             return
         finally:
             state.loading = False
-        if state.generation == generation:
+        if state.generation == generation and until > time.monotonic():
             state.rejection = closed.rejection
-            state.closed_until = time.monotonic() + closed.trust_seconds
+            state.closed_until = until

@@ -37,7 +37,10 @@ T = TypeVar("T")
 DEADLOCK = 1213
 LOCK_WAIT_TIMEOUT = 1205
 DUPLICATE_KEY = 1062
-RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT}
+# MariaDB with innodb_snapshot_isolation (the default from 11.6): a row changed
+# since this transaction's snapshot was read; a fresh snapshot resolves it.
+RECORD_CHANGED = 1020
+RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT, RECORD_CHANGED}
 MAX_ATTEMPTS = 8
 
 Cursor = aiomysql.Cursor
@@ -77,7 +80,8 @@ async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]
 
     The server runs them in order and stops at the first error, which is raised
     here; the results before it are lost with it (inside a transaction, the
-    caller rolls back anyway). A round trip saved on the hot path is worth more
+    caller rolls back anyway). The statements are joined and formatted once, so
+    none may hold a literal `%` (write `%%`). A round trip saved on the hot path is worth more
     than the statement's own time once the event loop is busy.
     """
     sql = ";\n".join(text for text, _ in statements)
@@ -175,12 +179,24 @@ class Database:
 
         return await run_shielded(work())
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """One statement on its own (autocommit: atomic by itself); returns the rows affected."""
+    async def execute(self, sql: str, args: Sequence[Any] = (), name: str = "statement") -> int:
+        """One statement on its own (autocommit: atomic by itself); returns the rows affected.
+
+        Retried like a transaction on deadlock or lock wait timeout: rerunning a
+        statement that failed changes nothing that it had not changed already.
+        """
 
         async def work() -> int:
-            async with self._cursor() as cur:
-                return await cur.execute(sql, args)
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    async with self._cursor() as cur:
+                        return await cur.execute(sql, args)
+                except pymysql.err.MySQLError as exc:
+                    if error_code(exc) not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                        raise
+                    logger.info("retrying %s after MySQL error %s", name, error_code(exc))
+                    await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+            raise AssertionError("unreachable")
 
         return await run_shielded(work())
 

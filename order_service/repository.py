@@ -13,7 +13,9 @@ ORDER_COLUMNS = "SELECT order_no, activity_id, user_id, amount, status, created_
 async def insert_orders(db: Database, orders: Sequence[dict]) -> None:
     """Idempotent: an order_no already stored is left as it is (it may be paid by now)."""
 
-    # One multi-row statement: atomic without a transaction around it.
+    # One multi-row statement: atomic without a transaction around it. Sorted, so that
+    # concurrent calls carrying some of the same orders take their locks in one order.
+    orders = sorted(orders, key=lambda order: order["order_no"])
     await db.execute(
         "INSERT IGNORE INTO orders (order_no, activity_id, user_id, amount, status, created_at) "  # noqa: S608
         "VALUES " + values_rows(len(orders), 6),
@@ -29,6 +31,7 @@ async def insert_orders(db: Database, orders: Sequence[dict]) -> None:
                 o["created_at"],
             )
         ),
+        name="insert_orders",
     )
 
 

@@ -57,7 +57,10 @@ async def test_a_script_gives_one_result_per_statement(db):
 
 
 async def test_an_error_part_way_through_a_script_rolls_the_transaction_back(db):
+    used: list[int] = []
+
     async def work(cur):
+        used.append(cur.connection.thread_id())
         await run_script(
             cur,
             [
@@ -71,6 +74,14 @@ async def test_an_error_part_way_through_a_script_rolls_the_transaction_back(db)
     with pytest.raises(pymysql.err.IntegrityError):
         await db.transaction(work, scripted=True)
     assert await db.fetch_all("SELECT * FROM t") == []
-    # The connection went back to the pool in a clean state.
+    # Rolled back on the same connection, which went back to the pool with no
+    # transaction open (one still open would have cost the pool that connection).
+    again = await db.fetch_one("SELECT CONNECTION_ID() AS id")
+    assert again["id"] == used[0]
+    open_transactions = await db.fetch_one(
+        "SELECT COUNT(*) AS n FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
+        (used[0],),
+    )
+    assert open_transactions["n"] == 0
     assert await db.execute("INSERT INTO t (id, v) VALUES (%s, %s)", (9, "ok")) == 1
     assert await db.fetch_all("SELECT id FROM t") == [{"id": 9}]

@@ -164,8 +164,8 @@ async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db
     activity_id = await new_activity(db, stock=10)
     seckill, deliveries = new_seckill(db)
     with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
-        # The outbox INSERT comes after the records' and before the stock UPDATE:
-        # the transaction fails part-way through.
+        # The outbox INSERT comes after the stock UPDATE and the records' INSERT
+        # in the same script: the transaction fails part-way through.
         cur.execute("RENAME TABLE outbox TO outbox_away")
     try:
         failed = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
