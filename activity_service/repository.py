@@ -149,8 +149,7 @@ TAKE_STOCK = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND
 
 async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
     """Decrement remaining by as much of wanted as there is; returns what was taken."""
-    sql = TAKE_STOCK
-    await cur.execute(sql, (wanted, activity_id, wanted))
+    await cur.execute(TAKE_STOCK, (wanted, activity_id, wanted))
     if cur.rowcount == 1:
         return wanted
     # Less is left than asked: lock the row, read what is left, take exactly that.
@@ -158,7 +157,7 @@ async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
     row = await cur.fetchone()
     granted = min(wanted, row["remaining"]) if row else 0
     if granted > 0:
-        await cur.execute(sql, (granted, activity_id, granted))
+        await cur.execute(TAKE_STOCK, (granted, activity_id, granted))
         if cur.rowcount != 1:
             raise RuntimeError("conditional stock update failed under a row lock")
     return granted

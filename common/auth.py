@@ -10,12 +10,13 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import jwt
 import orjson
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sanic import Request, Sanic
@@ -45,6 +46,36 @@ def _b64decode(part: str) -> bytes:
 class Principal:
     user_id: int
     is_admin: bool
+
+
+def new_private_key_pem() -> bytes:
+    """A fresh signing key: RSA of MIN_KEY_BITS, unencrypted PKCS#8 PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=MIN_KEY_BITS)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def ensure_signing_key(key_file: Path) -> str | None:
+    """Keep a usable key in key_file; create a missing one, replace one the signer would
+    refuse (such as the Ed25519 key of earlier versions). Returns what was done, for the
+    caller to say, or None when the key was kept."""
+    done = f"generated the token signing key in {key_file}"
+    if key_file.exists():
+        try:
+            load_private_key(key_file.read_text())
+            return None
+        except ConfigError:
+            done = (
+                f"{key_file} is not an RSA key of {MIN_KEY_BITS} bits or more (an older Ed25519"
+                " key?): replacing it; tokens signed with the old key are no longer valid"
+            )
+            key_file.unlink()
+    key_file.write_bytes(new_private_key_pem())
+    key_file.chmod(0o600)
+    return done
 
 
 def load_private_key(pem: str) -> RSAPrivateKey:

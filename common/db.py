@@ -81,8 +81,8 @@ async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]
     The server runs them in order and stops at the first error, which is raised
     here; the results before it are lost with it (inside a transaction, the
     caller rolls back anyway). The statements are joined and formatted once, so
-    none may hold a literal `%` (write `%%`). A round trip saved on the hot path is worth more
-    than the statement's own time once the event loop is busy.
+    none may hold a literal `%` (write `%%`). A round trip saved on the hot path
+    is worth more than the statement's own time once the event loop is busy.
     """
     sql = ";\n".join(text for text, _ in statements)
     args = tuple(arg for _, params in statements for arg in params)
@@ -186,19 +186,11 @@ class Database:
         statement that failed changes nothing that it had not changed already.
         """
 
-        async def work() -> int:
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    async with self._cursor() as cur:
-                        return await cur.execute(sql, args)
-                except pymysql.err.MySQLError as exc:
-                    if error_code(exc) not in RETRYABLE or attempt == MAX_ATTEMPTS:
-                        raise
-                    logger.info("retrying %s after MySQL error %s", name, error_code(exc))
-                    await asyncio.sleep(random.uniform(0, 0.005 * attempt))
-            raise AssertionError("unreachable")
+        async def attempt(_: int) -> int:
+            async with self._cursor() as cur:
+                return await cur.execute(sql, args)
 
-        return await run_shielded(work())
+        return await run_shielded(self._retrying(attempt, name, RETRYABLE))
 
     async def transaction(
         self,
@@ -226,21 +218,31 @@ class Database:
         retryable: set[int],
         scripted: bool,
     ) -> T:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        async def attempt(number: int) -> T:
+            async with self._cursor(name, number) as cur:
+                if not scripted:
+                    await cur.connection.begin()
+                result = await work(cur)
+                # The server's own flag: still in a transaction unless work's script committed.
+                if not scripted or cur.connection.get_transaction_status():
+                    await cur.connection.commit()
+                return result
+
+        return await self._retrying(attempt, name, retryable)
+
+    @staticmethod
+    async def _retrying(
+        attempt: Callable[[int], Awaitable[T]], name: str, retryable: set[int]
+    ) -> T:
+        """attempt(1), attempt(2), ... until one succeeds or fails with an error not retryable."""
+        for number in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self._cursor(name, attempt) as cur:
-                    if not scripted:
-                        await cur.connection.begin()
-                    result = await work(cur)
-                    # The server's own flag: still in a transaction unless work's script committed.
-                    if not scripted or cur.connection.get_transaction_status():
-                        await cur.connection.commit()
-                    return result
+                return await attempt(number)
             except pymysql.err.MySQLError as exc:
-                if error_code(exc) not in retryable or attempt == MAX_ATTEMPTS:
+                if error_code(exc) not in retryable or number == MAX_ATTEMPTS:
                     raise
                 logger.info("retrying %s after MySQL error %s", name, error_code(exc))
-                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+                await asyncio.sleep(random.uniform(0, 0.005 * number))
         raise AssertionError("unreachable")
 
     async def ping(self) -> bool:

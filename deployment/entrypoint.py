@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pymysql
 
-from common.config import SERVICE_PORTS, ConfigError, Settings
+from common.config import SERVICE_PORTS, Settings
 
 
 def log(message: str) -> None:
@@ -82,32 +82,12 @@ def health(name: str) -> int:
 
 def init_secrets(directory: Path) -> None:
     """Generate what user_service signs with and what services show each other, once."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from common.auth import load_private_key
+    from common.auth import ensure_signing_key
 
     directory.mkdir(parents=True, exist_ok=True)
-    key_file = directory / "token_key.pem"
-    if key_file.exists():
-        try:
-            load_private_key(key_file.read_text())
-        except ConfigError:
-            key_file.unlink()
-            log(
-                f"{key_file} is not an RSA key of 2048 bits or more (an older Ed25519 key?):"
-                " replacing it; tokens signed with the old key are no longer valid"
-            )
-    if not key_file.exists():
-        key_file.write_bytes(
-            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
-        log(f"generated the token signing key in {key_file}")
+    done = ensure_signing_key(directory / "token_key.pem")
+    if done:
+        log(done)
     token_file = directory / "service_token"
     if not token_file.exists():
         token_file.write_text(secrets.token_urlsafe(32))

@@ -17,11 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from common.auth import load_private_key
-from common.config import SERVICE_PORTS, ConfigError
+from common.auth import ensure_signing_key
+from common.config import SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -40,34 +37,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def usable_key(key_file: Path) -> bool:
-    """False for a key the signer would refuse, such as the Ed25519 key of earlier versions."""
-    try:
-        load_private_key(key_file.read_text())
-    except ConfigError:
-        return False
-    return True
-
-
 def ensure_local_secrets() -> dict[str, str]:
     """Generate the signing key, service credential and dev admin once, into .local/ (ignored)."""
     LOCAL.mkdir(exist_ok=True)
     key_file = LOCAL / "token_key.pem"
-    if key_file.exists() and not usable_key(key_file):
-        print(
-            f"{key_file} is not an RSA key of 2048 bits or more (an older Ed25519 key?):"
-            " generating a new one; tokens signed with the old key are no longer valid",
-            file=sys.stderr,
-        )
-        key_file.unlink()
-    if not key_file.exists():
-        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        key_file.write_bytes(pem)
-        key_file.chmod(0o600)
+    done = ensure_signing_key(key_file)
+    if done:
+        print(done, file=sys.stderr)
     env_file = LOCAL / "secrets.env"
     values = read_env_file(env_file)
     if not values:

@@ -20,8 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pymysql
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from common.auth import new_private_key_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("user_service", "activity_service", "order_service")
@@ -52,13 +52,7 @@ class Stack:
         self.prefix = "sktest_" + secrets.token_hex(4)
         self.ports = {name: free_port() for name in SERVICES}
         key_file = tmp / "token_key.pem"
-        key_file.write_bytes(
-            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        key_file.write_bytes(new_private_key_pem())
         self.service_token = secrets.token_urlsafe(24)
         self.env = {
             **os.environ,
