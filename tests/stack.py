@@ -17,11 +17,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pymysql
 
 from common.auth import new_private_key_pem
+from common.config import Settings
+from common.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("user_service", "activity_service", "order_service")
@@ -44,6 +48,25 @@ def mysql_connect(database: str | None = None) -> pymysql.Connection:
         autocommit=True,
         cursorclass=pymysql.cursors.DictCursor,
     )
+
+
+@asynccontextmanager
+async def scratch_database(
+    service: str, prepare: Callable[[Settings], None]
+) -> AsyncIterator[Database]:
+    """An open Database of service's settings under a fresh `sktest_` prefix, made by
+    prepare(settings) and dropped afterwards: for tests against real MySQL in-process."""
+    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
+    settings = Settings.from_env(service, env | {"SERVICE_TOKEN": "unused"})
+    prepare(settings)
+    database = Database(settings)
+    await database.connect()
+    try:
+        yield database
+    finally:
+        await database.close()
+        with mysql_connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
 
 
 class Stack:

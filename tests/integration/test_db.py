@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-
 import pymysql
 import pytest
 
 from common.config import Settings
-from common.db import Database, run_script, values_rows
-from tests.stack import mysql_connect
+from common.db import run_script, values_rows
+from tests.stack import mysql_connect, scratch_database
+
+
+def make_table(settings: Settings) -> None:
+    with mysql_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{settings.database}`")
+        cur.execute(f"CREATE TABLE `{settings.database}`.t (id INT PRIMARY KEY, v VARCHAR(40))")
 
 
 @pytest.fixture
 async def db():
-    name = "sktest_" + secrets.token_hex(4)
-    env = {**os.environ, "SECKILL_DB_PREFIX": name}
-    settings = Settings.from_env("order_service", env | {"SERVICE_TOKEN": "unused"})
-    with mysql_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{settings.database}`")
-        cur.execute(f"CREATE TABLE `{settings.database}`.t (id INT PRIMARY KEY, v VARCHAR(40))")
-    database = Database(settings)
-    await database.connect()
-    yield database
-    await database.close()
-    with mysql_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+    async with scratch_database("order_service", make_table) as database:
+        yield database
 
 
 def test_values_rows():
