@@ -3,7 +3,6 @@
 from sanic import Sanic
 
 from common.auth import TokenVerifier, load_private_key
-from common.client import setup_client
 from common.config import Settings
 from common.db import setup_db
 from common.discovery import setup_discovery
@@ -23,7 +22,6 @@ def create_app(settings: Settings | None = None) -> Sanic:
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)
-    setup_client(app, settings)
     setup_health(app)
     setup_openapi(app)
     app.blueprint(bp)
