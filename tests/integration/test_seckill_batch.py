@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -188,29 +189,35 @@ async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db
 
 async def test_stock_taken_between_the_read_and_the_update_is_never_oversold(db, monkeypatch):
     """The conditional UPDATE, not the read before it, decides: a batch that finds
-    less left than its snapshot said rolls back and shares out what is really left."""
+    less left than its snapshot said stores nothing and shares out what is really
+    left, in a transaction that reads it under the row lock."""
     activity_id = await new_activity(db, stock=5)
     seckill, deliveries = new_seckill(db)
-    read = repository.begin_with_activity_and_holders
+    script_for = repository.activity_and_holders
     reads = []
 
-    async def read_then_another_instance_sells(cur, *args):
-        result = await read(cur, *args)
-        reads.append(result[0]["remaining"])
-        if len(reads) == 1:  # after our snapshot, another instance takes 4 of the 5 units
-            with mysql_connect(db.settings.database) as conn, conn.cursor() as other:
-                other.execute(
-                    "UPDATE activities SET remaining = remaining - 4 WHERE id = %s", (activity_id,)
-                )
-                conn.commit()
-        return result
+    def read_then_another_instance_sells(activity_id_, users, lock_stock=False):
+        script = script_for(activity_id_, users, lock_stock=lock_stock)
 
-    monkeypatch.setattr(
-        repository, "begin_with_activity_and_holders", read_then_another_instance_sells
-    )
+        def read(results):
+            activity, holders = script.read(results)
+            reads.append((lock_stock, activity["remaining"]))
+            if len(reads) == 1:  # after our snapshot, another instance takes 4 of the 5 units
+                with mysql_connect(db.settings.database) as conn, conn.cursor() as other:
+                    other.execute(
+                        "UPDATE activities SET remaining = remaining - 4 WHERE id = %s",
+                        (activity_id,),
+                    )
+                    conn.commit()
+            return activity, holders
+
+        return dataclasses.replace(script, read=read)
+
+    monkeypatch.setattr(repository, "activity_and_holders", read_then_another_instance_sells)
     outcomes = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
 
-    assert reads == [5]  # the snapshot said 5; the share-out read again under the row lock
+    # The snapshot said 5; the share-out read again under the row lock, and found 1.
+    assert reads == [(False, 5), (True, 1)]
     assert outcomes[0].created and outcomes[0].order["user_id"] == 1  # the earliest request
     assert all(isinstance(o.error, SoldOut) for o in outcomes[1:])
     activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
