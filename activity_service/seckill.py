@@ -413,11 +413,12 @@ class Seckill:
         self, activity_id: int, users: list[int], under_lock: bool, tx: ScriptedTransaction
     ) -> BatchResult | None:
         """One batch's transaction, begun with the read and committed with the write:
-        two round trips, the row lock held only inside the second one.
+        two round trips. While stock lasts the hot row is locked only inside the
+        second one, from the conditional UPDATE to the COMMIT.
 
         None (nothing stored) when the stock is short of the batch: the caller then
-        runs it again under_lock, which locks the row in the read and shares out
-        exactly what is left, earliest newcomers first.
+        runs it again under_lock, where the read locks the row until the COMMIT and
+        exactly what is left is shared out, earliest newcomers first.
         """
         now = utcnow()
         read = repository.activity_and_holders(activity_id, users, lock_stock=under_lock)

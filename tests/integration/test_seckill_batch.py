@@ -7,6 +7,7 @@ import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
+import aiomysql
 import pytest
 
 from activity_service import repository
@@ -251,3 +252,45 @@ async def test_new_orders_are_answered_once_order_service_holds_them_or_after_th
     late = await seckill.buy(activity_id, 2)  # order_service never answers this hand-off
     waited = asyncio.get_running_loop().time() - started
     assert late.created and 0.4 < waited < 2, waited
+
+
+async def test_while_stock_lasts_a_batch_is_two_round_trips(db, monkeypatch):
+    """START TRANSACTION with the read, then one script that ends in COMMIT: the hot
+    row is never locked across a round trip. A closed activity costs the same two."""
+    activity_id = await new_activity(db, stock=4)
+    seckill, _ = new_seckill(db)
+    sent: list[str] = []
+    execute = aiomysql.Cursor.execute
+
+    async def recording_execute(cur, query, args=None):
+        sent.append(query)
+        return await execute(cur, query, args)
+
+    for name in ("begin", "commit", "rollback"):
+        original = getattr(aiomysql.Connection, name)
+        monkeypatch.setattr(
+            aiomysql.Connection,
+            name,
+            lambda conn, _name=name, _original=original: sent.append(_name) or _original(conn),
+        )
+    monkeypatch.setattr(aiomysql.Cursor, "execute", recording_execute)
+
+    bought = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
+    assert all(o.created for o in bought)
+    assert len(sent) == 2, sent
+    assert sent[0].startswith("START TRANSACTION;")
+    assert sent[1].startswith("UPDATE activities SET remaining") and sent[1].endswith("COMMIT")
+
+    sent.clear()
+    late = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (4, 5)))
+    assert late[0].created and isinstance(late[1].error, SoldOut)
+    # Short of stock: nothing stored, ROLLBACK; then the share-out's two round trips.
+    assert [q.split(None, 1)[0] for q in sent] == ["START", "ROLLBACK", "START", "UPDATE"]
+    assert "FOR UPDATE" in sent[2] and sent[3].endswith("COMMIT")
+
+    await seckill.settle()
+    sent.clear()
+    other, _ = new_seckill(db)  # a worker that has not seen it sold out
+    refused = await other.buy(activity_id, 6)
+    assert isinstance(refused.error, SoldOut)
+    assert [q.split(None, 1)[0] for q in sent[:2]] == ["START", "COMMIT"], sent
