@@ -156,7 +156,9 @@ def activity_and_holders(
 TAKE_STOCK = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND remaining >= %s"
 
 
-def _insert_if_granted(table: str, columns: tuple[str, ...], records: Sequence[dict]) -> tuple:
+def _insert_if_granted(
+    table: str, columns: tuple[str, ...], records: Sequence[dict]
+) -> tuple[str, tuple]:
     """One multi-row INSERT whose rows go in only if @seckill_granted = 1.
 
     The rows are selected from a derived table, not VALUES, so that they can

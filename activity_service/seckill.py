@@ -155,20 +155,20 @@ def triage(
 def grant(
     activity_id: int,
     activity: dict,
-    triage: Triage,
+    sale: Triage,
     created: list[dict],
     left: int,
     now: datetime,
 ) -> BatchResult:
     """The batch's outcomes once the winners' records are stored and `left` remain:
     a new order each; if that sold the activity out, everyone else is refused."""
-    outcomes = triage.outcomes
+    outcomes = sale.outcomes
     for record in created:
         outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
     closed = None
     if left == 0:
         closed = sold_out(activity_id, activity, now)
-        for user_id in triage.losers:
+        for user_id in sale.losers:
             outcomes[user_id] = Outcome(error=closed.rejection)
     return outcomes, created, closed
 
@@ -206,7 +206,7 @@ class ActivityState:
     generation: int = 0  # bumped by forget(); a batch older than that must not re-close
     queue: deque[Queued] = field(default_factory=deque)
     running: int = 0  # batch runners in flight
-    loading: bool = False  # a runner is loading every holder
+    loading: bool = False  # a task is loading every holder before closing
 
     def answer(self, user_id: int) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
@@ -218,7 +218,8 @@ class ActivityState:
         return None
 
     def take_batch(self, batch_max: int) -> list[Queued]:
-        """Up to batch_max queued requests that memory cannot answer; the rest are answered."""
+        """Up to batch_max queued requests that memory cannot answer; those it can,
+        it answers on the way."""
         batch: list[Queued] = []
         while self.queue and len(batch) < batch_max:
             request = self.queue.popleft()
@@ -231,6 +232,8 @@ class ActivityState:
 
 
 class Seckill:
+    """One per worker: queues each activity's requests and sells to them in batches."""
+
     def __init__(
         self,
         db: Database,

@@ -104,10 +104,11 @@ NOTHING: Script[None] = Script((), lambda results: None)
 class ScriptedTransaction:
     """A transaction sent as scripts, one round trip each, begun and ended by its owner.
 
-    Only this class sends START TRANSACTION and COMMIT: begin() puts the first
-    in front of the first script and commit() puts the second after the last,
-    so the transaction takes no round trip of its own. A transaction its owner
-    leaves open is an error, rolled back by Database.scripted_transaction.
+    Only this class sends START TRANSACTION, COMMIT and ROLLBACK: begin() puts
+    the first in front of the first script and commit() puts the second after
+    the last, so the transaction takes no round trip of its own. On an error, or
+    when its owner leaves it open (an error too), Database.scripted_transaction
+    rolls it back.
     """
 
     def __init__(self, cur: Cursor):
