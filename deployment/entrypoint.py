@@ -24,7 +24,16 @@ from pathlib import Path
 
 import pymysql
 
+from activity_service.settings import ActivitySettings
 from common.config import SERVICE_PORTS, Settings
+from order_service.settings import OrderSettings
+from user_service.settings import UserSettings
+
+SETTINGS: dict[str, type[Settings]] = {
+    "user_service": UserSettings,
+    "activity_service": ActivitySettings,
+    "order_service": OrderSettings,
+}
 
 
 def log(message: str) -> None:
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     name = service_name()
     if args.command == "health":
         sys.exit(health(name))
-    settings = Settings.from_env(name)
+    settings = SETTINGS[name].from_env()
     wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))
     migrate(name)
     if args.command == "serve":

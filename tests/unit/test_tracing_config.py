@@ -3,7 +3,8 @@
 import pytest
 from opentelemetry import trace
 
-from common.config import ConfigError, Settings
+from activity_service.settings import ActivitySettings
+from common.config import ConfigError
 from common.tracing import INCOMING
 
 REQUIRED = {"SERVICE_TOKEN": "token"}
@@ -12,7 +13,7 @@ OTHER_TRACE_ID, OTHER_SPAN_ID = "a" * 32, "b" * 16
 
 
 def endpoint(**env: str) -> str | None:
-    return Settings.from_env("activity_service", {**REQUIRED, **env}).traces_url
+    return ActivitySettings.from_env({**REQUIRED, **env}).traces_url
 
 
 def test_tracing_is_off_without_an_endpoint():
