@@ -23,6 +23,7 @@ from sanic import Request, Sanic
 
 from common.config import ConfigError
 from common.errors import Forbidden, ServiceUnavailable, Unauthorized
+from common.retry import AsyncRetrying, backoff
 
 # RS256 (RSA PKCS#1 v1.5 with SHA-256) rather than EdDSA: verification is on the hot
 # path (every user's first request per worker), and with `cryptography` here an
@@ -214,17 +215,15 @@ def setup_remote_keys(app: Sanic) -> None:
     app.ctx.tokens = TokenVerifier()
 
     async def fetch_jwks(app: Sanic) -> None:
-        delay = 0.2
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry_on=Exception,  # for ever: user_service may start after us
+            wait=backoff(0.2, 5.0),
+            log=lambda exc, _: logger.warning("cannot fetch the token key yet: %s", exc),
+        ):
+            with attempt:
                 body = await app.ctx.peers["user_service"].request("GET", "/.well-known/jwks.json")
                 app.ctx.tokens.set_jwk(body["keys"][0])
-                logger.info("token verification key loaded from user_service")
-                return
-            except Exception as exc:  # keep trying: user_service may start after us
-                logger.warning("cannot fetch the token key yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
+        logger.info("token verification key loaded from user_service")
 
     @app.after_server_start
     async def start_fetch(app: Sanic) -> None:
