@@ -51,15 +51,24 @@ class Attempt:
 
 
 class _Policy:
+    """What is retried, how often and how long apart.
+
+    retry_on: the exception types, or a predicate, that another attempt may cure.
+    attempts / deadline: at most this many attempts / no new one after this many seconds.
+    wait(number): seconds to wait after failed attempt number (from 1).
+    log(error, number): called before each wait, to say what is retried.
+    """
+
     __slots__ = ("retry_on", "wait", "attempts", "deadline", "log", "started", "last")
 
     def __init__(
         self,
+        *,
         retry_on: RetryOn,
         wait: Wait,
-        attempts: int | None,
-        deadline: float | None,
-        log: OnRetry | None,
+        attempts: int | None = None,
+        deadline: float | None = None,
+        log: OnRetry | None = None,
     ):
         if isinstance(retry_on, (type, tuple)):
             kinds = retry_on
@@ -91,23 +100,7 @@ class _Policy:
 
 
 class AsyncRetrying(_Policy):
-    """Attempts for `async for`; waits with asyncio.sleep.
-
-    retry_on: the exception types, or a predicate, that another attempt may cure.
-    attempts / deadline: at most this many attempts / no new one after this many seconds.
-    log(error, number): called before each wait, to say what is retried.
-    """
-
-    def __init__(
-        self,
-        *,
-        retry_on: RetryOn,
-        wait: Wait,
-        attempts: int | None = None,
-        deadline: float | None = None,
-        log: OnRetry | None = None,
-    ):
-        super().__init__(retry_on, wait, attempts, deadline, log)
+    """Attempts for `async for`; waits with asyncio.sleep."""
 
     def __aiter__(self) -> AsyncRetrying:
         return self
@@ -123,17 +116,6 @@ class AsyncRetrying(_Policy):
 
 class Retrying(_Policy):
     """The same for a plain `for` loop in blocking code; waits with time.sleep."""
-
-    def __init__(
-        self,
-        *,
-        retry_on: RetryOn,
-        wait: Wait,
-        attempts: int | None = None,
-        deadline: float | None = None,
-        log: OnRetry | None = None,
-    ):
-        super().__init__(retry_on, wait, attempts, deadline, log)
 
     def __iter__(self) -> Retrying:
         return self
