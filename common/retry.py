@@ -11,9 +11,10 @@ Cancellation and other BaseExceptions are never retried. With neither attempts
 nor deadline, it retries forever.
 
 The names and shape are tenacity's (`async for attempt in AsyncRetrying(...)`,
-and Retrying for blocking code), but the code is our own: tenacity's machinery
-costs some 20-50 µs per call even when the first attempt succeeds, and Database
-runs every transaction of the seckill hot path through here (this: 2-3 µs).
+and Retrying for blocking code), but the code is our own: Database runs every
+transaction of the seckill hot path through here, and on a first attempt that
+succeeds tenacity's AsyncRetrying cost about 50 µs per call where this costs
+about 5 (measured side by side on a busy 2-core machine; a bare loop: 0.6).
 """
 
 from __future__ import annotations
