@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
 from common.config import Settings
+from common.retry import AsyncRetrying
 
 logger = logging.getLogger("seckill.db")
 
@@ -285,14 +286,16 @@ class Database:
         attempt: Callable[[int], Awaitable[T]], name: str, retryable: set[int]
     ) -> T:
         """attempt(1), attempt(2), ... until one succeeds or fails with an error not retryable."""
-        for number in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return await attempt(number)
-            except pymysql.err.MySQLError as exc:
-                if error_code(exc) not in retryable or number == MAX_ATTEMPTS:
-                    raise
-                logger.info("retrying %s after MySQL error %s", name, error_code(exc))
-                await asyncio.sleep(random.uniform(0, 0.005 * number))
+        async for retry in AsyncRetrying(
+            retry_on=lambda exc: error_code(exc) in retryable,
+            attempts=MAX_ATTEMPTS,
+            wait=lambda number: random.uniform(0, 0.005 * number),  # jitter parts the colliders
+            log=lambda exc, _: logger.info(
+                "retrying %s after MySQL error %s", name, error_code(exc)
+            ),
+        ):
+            with retry:
+                return await attempt(retry.number)
         raise AssertionError("unreachable")
 
     async def ping(self) -> bool:

@@ -23,13 +23,21 @@ from pathlib import Path
 
 import pymysql
 
+from activity_service.settings import ActivitySettings
 from common.auth import new_private_key_pem
 from common.config import Settings
 from common.db import Database
+from order_service.settings import OrderSettings
+from user_service.settings import UserSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("user_service", "activity_service", "order_service")
 ADMIN = ("admin", "admin-password-for-tests")
+SETTINGS: dict[str, type[Settings]] = {
+    "user_service": UserSettings,
+    "activity_service": ActivitySettings,
+    "order_service": OrderSettings,
+}
 
 
 def free_port() -> int:
@@ -57,7 +65,7 @@ async def scratch_database(
     """An open Database of service's settings under a fresh `sktest_` prefix, made by
     prepare(settings) and dropped afterwards: for tests against real MySQL in-process."""
     env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-    settings = Settings.from_env(service, env | {"SERVICE_TOKEN": "unused"})
+    settings = SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"})
     prepare(settings)
     database = Database(settings)
     await database.connect()

@@ -8,8 +8,8 @@ import time
 import pytest
 from aiohttp import web
 
-from common.config import Settings
 from common.discovery import ConsulResolver, Registration
+from order_service.settings import OrderSettings
 from tests.doubles.consul import ConsulDouble
 from tests.stack import free_port
 
@@ -49,10 +49,10 @@ def consul():
     double.stop()
 
 
-def settings_for(consul: ConsulDouble, port: int) -> Settings:
-    return Settings(
-        service_name="order_service",
-        port=port,
+def settings_for(consul: ConsulDouble, port: int) -> OrderSettings:
+    return OrderSettings(
+        service_token="unused",
+        order_service_port=port,
         consul_host=consul.host,
         consul_port=consul.port,
         consul_check_interval=0.2,
