@@ -18,7 +18,7 @@ from activity_service.seckill import Seckill, present_order
 from common.db import Database
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
-from tests.stack import mysql_connect
+from deployment.stack import mysql_connect
 
 
 class RecordingSeckill(Seckill):

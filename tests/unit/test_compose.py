@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from common.config import SERVICE_PORTS
-from tests.stack import SETTINGS
+from deployment.stack import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
