@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from pytest_asyncio import is_async_test
-from sanic import Sanic
 
 from tests.app.apps import Databases, InProcessStack
 from tests.factories import Api
@@ -28,14 +27,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if is_async_test(item) and HERE in item.path.parents:
             item.add_marker(module_loop, append=False)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def several_apps_per_process():
-    """Sanic refuses a second app of the same name in one process, outside test mode."""
-    Sanic.test_mode = True
-    yield
-    Sanic.test_mode = False
 
 
 @pytest.fixture(scope="session")
