@@ -20,6 +20,7 @@ import pymysql
 from sanic import Sanic
 from sanic.application.constants import ServerStage
 from sanic.application.state import ApplicationServerInfo
+from sanic.http.constants import HTTP
 
 from common.auth import new_private_key_pem
 from common.config import Settings
@@ -135,11 +136,14 @@ class InProcessStack:
             server = await app.create_server(
                 sock=self.sockets[service], access_log=False, return_asyncio_server=True
             )
-            await server.startup()
-            # What Sanic's own runner records, so the app counts as serving (app.loop, add_task).
+            # What Sanic's own runner records before it starts a server: the app counts as
+            # serving (app.loop, add_task), and Sanic's start-up rewrite of its HTTP code
+            # (touchup) sees an HTTP/1 server, as in production (no Alt-Svc header).
+            settings = {"host": "127.0.0.1", "port": self.ports[service], "version": HTTP.VERSION_1}
             app.state.server_info.append(
-                ApplicationServerInfo(settings={}, stage=ServerStage.SERVING, server=server)
+                ApplicationServerInfo(settings=settings, stage=ServerStage.SERVING, server=server)
             )
+            await server.startup()
             await server.before_start()
             await server.start_serving()
             await server.after_start()
