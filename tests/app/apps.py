@@ -3,9 +3,13 @@
 Each app is served by `app.create_server` on a socket bound here, in the test's own
 event loop, so a service calls its peers (activity_service fetches user_service's key
 and hands orders to order_service) over real HTTP, as it does in production, with no
-process to start. The databases are migrated once per test session; every test gets
-fresh apps. An InProcessStack answers what the e2e tests ask of a Stack: url, ports,
-query, service_token and the token key under tmp.
+process to start. The databases are migrated once per test session; each test module
+gets fresh apps (tests/app/conftest.py). An InProcessStack answers what the e2e tests
+ask of a Stack: url, ports, query, service_token and the token key under tmp.
+
+Not sanic-testing's clients: its ASGI client runs the app's start-up and shutdown
+listeners around every request (a new pool, the admin ensured, the seckill batcher and
+relay restarted each time), and the peers have to answer over HTTP anyway.
 """
 
 from __future__ import annotations
