@@ -1,5 +1,6 @@
 # make run   - set up .venv, databases and tables, then run the three services (Ctrl-C stops them)
 # make test  - the same set-up, then the whole test suite
+# make test-fast - unit and in-process app tests only (real MySQL, no service processes)
 # make bench - the seckill benchmark (prints figures; asserts nothing about speed)
 # make load  - a Locust flash sale against `make run` (LOAD_ARGS; LOAD_ARGS= opens the web UI)
 
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 LOAD_ARGS ?= --headless --users 200 --spawn-rate 100 --run-time 2m
 
-.PHONY: run test bench load lint migrate clean
+.PHONY: run test test-fast bench load lint migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m deployment.bench $(BENCH_ARGS)

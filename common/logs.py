@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(service_name: str, level: str = "INFO") -> dict:
-    """Configure logging from logging.yml; returns the dict for Sanic's log_config."""
+    """Configure this process's logging from logging.yml (the runner's job, not the factory's)."""
     global _service_name
     _service_name = service_name
     config = yaml.safe_load((Path(__file__).with_name("logging.yml")).read_text())

@@ -30,9 +30,14 @@ def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
     serve(service_name, settings)
 
 
+def build_app(service_name: str, settings: Settings) -> Sanic:
+    """The factory each worker runs: this process's logging first, then the service's app."""
+    setup_logging(service_name, settings.log_level)
+    return importlib.import_module(f"{service_name}.app").create_app(settings)
+
+
 def serve(service_name: str, settings: Settings) -> None:
-    module = importlib.import_module(f"{service_name}.app")
-    loader = AppLoader(factory=partial(module.create_app, settings))
+    loader = AppLoader(factory=partial(build_app, service_name, settings))
     app = loader.load()
     app.prepare(
         host=settings.host,

@@ -14,7 +14,7 @@ from sanic_ext import openapi
 
 from common.config import Settings
 from common.errors import problem
-from common.logs import request_id_var, setup_logging
+from common.logs import request_id_var
 from common.openapi import Health, json_response, problem_response
 
 access_logger = logging.getLogger("seckill.access")
@@ -35,15 +35,12 @@ def new_request_id() -> str:
 
 
 def new_app(settings: Settings, title: str) -> Sanic:
-    """A Sanic app with the shared JSON codec, limits, logging and OpenAPI metadata."""
-    log_config = setup_logging(settings.service_name, settings.log_level)
-    app = Sanic(
-        settings.service_name,
-        dumps=dumps,
-        loads=orjson.loads,
-        log_config=log_config,
-        configure_logging=True,
-    )
+    """A Sanic app with the shared JSON codec, limits and OpenAPI metadata.
+
+    Logging is the runner's to configure (common/runner.py): it is process-wide, and a
+    factory without process-wide side effects can build several apps in one test process.
+    """
+    app = Sanic(settings.service_name, dumps=dumps, loads=orjson.loads, configure_logging=False)
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.ACCESS_LOG = False  # our own access line below carries ids
     app.config.FALLBACK_ERROR_FORMAT = "json"

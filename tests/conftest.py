@@ -1,6 +1,28 @@
+from pathlib import Path
+
 import pytest
+from sanic import Sanic
 
 from deployment.stack import Stack
+
+# Each layer is a directory and a marker: `pytest tests/app` or `pytest -m app`.
+LAYERS = ("unit", "app", "integration", "e2e")
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        layer = item.path.relative_to(HERE).parts[0]
+        if layer in LAYERS:
+            item.add_marker(layer)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def several_apps_per_process():
+    """Tests build several apps of one name in one process; outside test mode Sanic refuses."""
+    Sanic.test_mode = True
+    yield
+    Sanic.test_mode = False
 
 
 def make_stack(tmp_path_factory, name: str, **env: str):
