@@ -119,13 +119,15 @@ def check_schema(docs: list[Doc], overlay: str) -> list[str]:
 def check_env(docs: list[Doc], overlay: str) -> list[str]:
     """Every variable a service reads is set or defaulted, and every one set is one it reads."""
     problems = []
-    for service, workload, _, container in app_containers(docs):
+    for service, workload, spec, container in app_containers(docs):
         where = f"{workload['metadata']['name']}/{container['name']}"
         try:
             env = container_env(docs, container)
         except LookupError as exc:
             problems.append(f"{where}: {exc}")
             continue
+        if spec.get("enableServiceLinks") is not False:
+            problems.append(f"{where}: service links would set *_SERVICE_PORT=tcp://...")
         read = names_read(service)
         known = read | {f"{base_name(name)}_FILE" for name in read}
         for name in sorted(set(env) - known):

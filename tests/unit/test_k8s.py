@@ -54,6 +54,13 @@ def test_overlay_passes(rendered, overlay, check):
 BREAKAGES = [
     ("schema", "base/order-service.yaml", "maxUnavailable: 1", "maxUnavailble: 1", "maxUnavailble"),
     (
+        "env",
+        "base/user-service.yaml",
+        "enableServiceLinks: false",
+        "enableServiceLinks: true",
+        "service links would set",
+    ),
+    (
         "schema",
         "base/user-service.yaml",
         "replicas: 1\n",
