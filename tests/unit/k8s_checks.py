@@ -266,14 +266,29 @@ def check_probes(docs: list[Doc], overlay: str) -> list[str]:
     return problems
 
 
+def unreadable(spec: Doc, volume: Doc) -> bool:
+    """Whether the pod's user cannot read a secret volume's files (root owns them; the group
+    is the pod's fsGroup when it has one)."""
+    source = volume.get("secret") or volume.get("projected")
+    if source is None:
+        return False
+    mode = source.get("defaultMode", 0o644)
+    context = spec.get("securityContext", {})
+    if mode & 0o004 or context.get("runAsUser") == 0:
+        return False
+    return not (mode & 0o040 and context.get("fsGroup") is not None)
+
+
 def check_secrets(docs: list[Doc], overlay: str) -> list[str]:
-    """Every Secret a workload names is generated, with the keys it asks for."""
+    """Every Secret a workload names is generated, with the keys it asks for, and readable."""
     problems = []
     generated = of_kind(docs, "Secret")
     used = set()
     for workload in workloads(docs):
         spec = pod_spec(workload)
         for volume in spec.get("volumes", []):
+            if unreadable(spec, volume):
+                problems.append(f"{workload['metadata']['name']}: cannot read {volume['name']}")
             try:
                 volume_files(docs, volume)
             except LookupError as exc:
