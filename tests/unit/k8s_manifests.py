@@ -191,6 +191,8 @@ def mounted_files(docs: list[Doc], spec: Doc, container: Doc) -> dict[str, str]:
     volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
     files = {}
     for mount in container.get("volumeMounts", []):
+        if mount["name"] not in volumes:
+            continue  # a StatefulSet's volumeClaimTemplate: data, not configuration
         held = volume_files(docs, volumes[mount["name"]])
         for relative, text in (held or {}).items():
             files[str(PurePosixPath(mount["mountPath"]) / relative)] = text
@@ -202,5 +204,5 @@ def writable_mounts(spec: Doc, container: Doc) -> set[str]:
     return {
         mount["mountPath"]
         for mount in container.get("volumeMounts", [])
-        if not mount.get("readOnly") and "emptyDir" in volumes[mount["name"]]
+        if not mount.get("readOnly") and "emptyDir" in volumes.get(mount["name"], {})
     }

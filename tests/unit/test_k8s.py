@@ -17,8 +17,10 @@ from tests.unit.k8s_manifests import (
     K8S,
     OVERLAYS,
     ROOT,
+    container_env,
     containers,
     kubectl,
+    mounted_files,
     of_kind,
     pod_spec,
     real_secret_names,
@@ -223,6 +225,18 @@ def test_dev_runs_one_of_each_with_mysql_jaeger_and_the_load_job(rendered):
     mounts = pod_spec(mysql)["containers"][0]["volumeMounts"]
     assert {"name": "data", "mountPath": "/var/lib/mysql"} in mounts
     assert "jaeger" in of_kind(docs, "Deployment")
+    # MySQL's root password is the one the services log in with
+    spec = pod_spec(mysql)
+    [server] = spec["containers"]
+    root_password = mounted_files(docs, spec, server)[
+        container_env(docs, server)["MYSQL_ROOT_PASSWORD_FILE"]
+    ]
+    for name in DEPLOYMENTS:
+        spec = pod_spec(of_kind(docs, "Deployment")[name])
+        [service] = spec["containers"]
+        env = container_env(docs, service)
+        assert env["MYSQL_USER"] == "root"
+        assert mounted_files(docs, spec, service)[env["MYSQL_PASSWORD_FILE"]] == root_password
     assert "seckill-load" in of_kind(docs, "Job")
 
 
