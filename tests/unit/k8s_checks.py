@@ -18,6 +18,7 @@ import kubernetes_validate
 
 from common.config import SERVICE_PORTS, Settings
 from tests.unit.k8s_manifests import (
+    POD_IP,
     ROOT,
     Doc,
     container_env,
@@ -197,6 +198,9 @@ def check_settings(docs: list[Doc], overlay: str) -> list[str]:
                     problems.append(f"{container['name']}: {peer} at {url}: {why}")
                 elif urlsplit(url).port != SERVICE_PORTS[peer]:
                     problems.append(f"{container['name']}: {peer} at {url}: not its port")
+            registers = settings.consul_host and "ports" in container  # not the migration
+            if registers and settings.advertise_host != POD_IP:
+                problems.append(f"{container['name']}: registers {settings.advertise_host}")
             if overlay == "dev":
                 for name, url in (
                     ("MYSQL", f"{settings.mysql_host}:{settings.mysql_port}"),

@@ -21,6 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deployment" / "k8s"
 OVERLAYS = ("dev", "prod")
+# What is rendered and checked: the overlays, and prod with the Consul component, as an
+# operator would include it (the overlay for that is written into the scratch copy).
+VARIANTS = (*OVERLAYS, "prod-consul")
+PROD_WITH_CONSUL = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../prod
+components:
+  - ../../components/consul
+"""
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
 # What a fieldRef to the pod's IP stands for when the env is resolved here.
 POD_IP = "10.1.2.3"
@@ -40,7 +51,8 @@ def kubectl() -> str:
 
 
 def secret_tree(destination: Path) -> Path:
-    """A copy of deployment/k8s with every secret file made from its .example."""
+    """A copy of deployment/k8s with every secret file made from its .example, and the
+    prod-consul overlay."""
     tree = destination / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns(*real_secret_names()))
     for example in tree.rglob("*.example"):
@@ -56,6 +68,8 @@ def secret_tree(destination: Path) -> Path:
             )
         else:
             shutil.copyfile(example, real)
+    (tree / "overlays" / "prod-consul").mkdir()
+    (tree / "overlays" / "prod-consul" / "kustomization.yaml").write_text(PROD_WITH_CONSUL)
     return tree
 
 

@@ -17,6 +17,7 @@ from tests.unit.k8s_manifests import (
     K8S,
     OVERLAYS,
     ROOT,
+    VARIANTS,
     container_env,
     containers,
     kubectl,
@@ -43,10 +44,10 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rendered(tree) -> dict[str, list[dict]]:
-    return {overlay: render(tree, overlay) for overlay in OVERLAYS}
+    return {variant: render(tree, variant) for variant in VARIANTS}
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", VARIANTS)
 @pytest.mark.parametrize("check", sorted(CHECKS))
 def test_overlay_passes(rendered, overlay, check):
     assert CHECKS[check](rendered[overlay], overlay) == []
@@ -291,3 +292,22 @@ def test_the_kustomizations_generate_the_secrets_from_those_files():
         text = (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
         for name in real_secret_names():
             assert f"- secrets/{name}\n" in text, f"{overlay} does not generate {name}"
+
+
+def test_the_consul_component_turns_on_registration_with_the_pod_ip(rendered):
+    docs = rendered["prod-consul"]
+    [settings] = of_kind(docs, "ConfigMap").values()
+    assert settings["data"]["CONSUL_HOST"] == "consul-server.consul"
+    for name in DEPLOYMENTS:
+        [service] = pod_spec(of_kind(docs, "Deployment")[name])["containers"]
+        advertise = {e["name"]: e for e in service["env"]}["SERVICE_ADVERTISE_HOST"]
+        assert advertise["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_a_pod_registering_another_address_fails_the_settings_check(tree, tmp_path):
+    broken = tmp_path / "k8s"
+    shutil.copytree(tree, broken)
+    manifest = broken / "base" / "order-service.yaml"
+    manifest.write_text(manifest.read_text().replace("status.podIP", "status.hostIP"))
+    problems = CHECKS["settings"](render(broken, "prod-consul"), "prod-consul")
+    assert problems == ["order-service: registers field"]
