@@ -1,3 +1,4 @@
+from activity_service.settings import ActivitySettings
 from common.runner import main
 
-main("activity_service")
+main(ActivitySettings)

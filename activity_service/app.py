@@ -6,9 +6,9 @@ from activity_service.relay import OrderRelay
 from activity_service.routes import bp
 from activity_service.seckill import Seckill
 from activity_service.service import ActivityService
+from activity_service.settings import ActivitySettings
 from common.auth import setup_remote_keys
 from common.client import setup_client
-from common.config import Settings
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
@@ -17,8 +17,8 @@ from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
 
-def create_app(settings: Settings | None = None) -> Sanic:
-    settings = settings or Settings.from_env("activity_service")
+def create_app(settings: ActivitySettings | None = None) -> Sanic:
+    settings = settings or ActivitySettings.from_env()
     app = new_app(settings, "seckill activity_service")
     setup_errors(app)
     setup_requests(app, settings)

@@ -21,6 +21,7 @@ from activity_service.seckill import present_order
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
+from common.retry import AsyncRetrying, backoff
 from common.tracing import span
 
 logger = logging.getLogger("seckill.relay")
@@ -143,19 +144,17 @@ class OrderRelay:
                 return sent
 
     async def run(self) -> None:
-        delay = self.interval
         while True:
-            await asyncio.sleep(delay)
-            try:
-                sent = await self.resend_pending()
-                if sent:
-                    logger.info("relay re-sent %s orders", sent)
-                delay = self.interval
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("relay could not reach order_service: %s", exc)
-                delay = min(delay * 1.5, 2.0)
+            await asyncio.sleep(self.interval)
+            async for attempt in AsyncRetrying(
+                retry_on=Exception,  # for ever: order_service may be away for a while
+                wait=backoff(self.interval * 1.5, 2.0, factor=1.5),
+                log=lambda exc, _: logger.warning("relay could not reach order_service: %s", exc),
+            ):
+                with attempt:
+                    sent = await self.resend_pending()
+            if sent:
+                logger.info("relay re-sent %s orders", sent)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """At shutdown, give in-flight hand-offs (and those they start) a moment to finish."""

@@ -1,4 +1,9 @@
-"""All of activity_service's SQL. Functions taking a cursor run inside the caller's transaction."""
+"""All of activity_service's SQL.
+
+Functions taking a cursor run inside the caller's transaction; functions
+returning a Script say what a seckill batch sends, and the batch decides when
+its transaction begins and ends (docs/seckill.md).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from common.db import Cursor, Database, placeholders, run_script, values_rows
+from common.db import Cursor, Database, Result, Script, placeholders
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at FROM activities "
@@ -92,17 +97,6 @@ async def delete_activity(cur: Cursor, activity_id: int) -> None:
 # The seckill
 
 
-def _activity_and_holders_query(activity_id: int, user_ids: Sequence[int]) -> tuple[str, tuple]:
-    return (
-        "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
-        "r.user_id, r.order_no, r.amount, r.created_at AS ordered_at "
-        "FROM activities a LEFT JOIN seckill_records r "
-        "ON r.activity_id = a.id AND r.user_id IN " + placeholders(len(user_ids)) + " "
-        "WHERE a.id = %s",
-        (*user_ids, activity_id),
-    )
-
-
 def _split_activity_and_holders(
     activity_id: int, rows: Sequence[dict]
 ) -> tuple[dict | None, list[dict]]:
@@ -126,106 +120,98 @@ def _split_activity_and_holders(
     return activity, records
 
 
-async def activity_and_holders(
-    cur: Cursor, activity_id: int, user_ids: Sequence[int]
-) -> tuple[dict | None, list[dict]]:
-    """The activity, and the records of those of user_ids who hold one, in one round trip."""
-    await cur.execute(*_activity_and_holders_query(activity_id, user_ids))
-    return _split_activity_and_holders(activity_id, await cur.fetchall())
+def activity_and_holders(
+    activity_id: int, user_ids: Sequence[int], lock_stock: bool = False
+) -> Script[tuple[dict | None, list[dict]]]:
+    """The activity, and the records of those of user_ids who hold one.
 
-
-async def begin_with_activity_and_holders(
-    cur: Cursor, activity_id: int, user_ids: Sequence[int]
-) -> tuple[dict | None, list[dict]]:
-    """START TRANSACTION, then activity_and_holders: one round trip for both."""
-    _, read = await run_script(
-        cur, [("START TRANSACTION", ()), _activity_and_holders_query(activity_id, user_ids)]
+    lock_stock: first lock the activity row and read what is really left (a
+    locking read sees the latest committed row, whatever the snapshot); the lock
+    is then held until the transaction ends.
+    """
+    read = (
+        "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
+        "r.user_id, r.order_no, r.amount, r.created_at AS ordered_at "
+        "FROM activities a LEFT JOIN seckill_records r "
+        "ON r.activity_id = a.id AND r.user_id IN " + placeholders(len(user_ids)) + " "
+        "WHERE a.id = %s",
+        (*user_ids, activity_id),
     )
-    return _split_activity_and_holders(activity_id, read.rows)
+    if not lock_stock:
+        return Script(
+            [read], lambda results: _split_activity_and_holders(activity_id, results[0].rows)
+        )
+    lock = ("SELECT remaining FROM activities WHERE id = %s FOR UPDATE", (activity_id,))
+
+    def with_locked_stock(results: list[Result]) -> tuple[dict | None, list[dict]]:
+        locked, joined = results
+        activity, holders = _split_activity_and_holders(activity_id, joined.rows)
+        if activity is not None:
+            activity["remaining"] = locked.rows[0]["remaining"]
+        return activity, holders
+
+    return Script([lock, read], with_locked_stock)
 
 
 TAKE_STOCK = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND remaining >= %s"
 
 
-async def take_stock(cur: Cursor, activity_id: int, wanted: int) -> int:
-    """Decrement remaining by as much of wanted as there is; returns what was taken."""
-    await cur.execute(TAKE_STOCK, (wanted, activity_id, wanted))
-    if cur.rowcount == 1:
-        return wanted
-    # Less is left than asked: lock the row, read what is left, take exactly that.
-    await cur.execute("SELECT remaining FROM activities WHERE id = %s FOR UPDATE", (activity_id,))
-    row = await cur.fetchone()
-    granted = min(wanted, row["remaining"]) if row else 0
-    if granted > 0:
-        await cur.execute(TAKE_STOCK, (granted, activity_id, granted))
-        if cur.rowcount != 1:
-            raise RuntimeError("conditional stock update failed under a row lock")
-    return granted
+def _insert_if_granted(
+    table: str, columns: tuple[str, ...], records: Sequence[dict]
+) -> tuple[str, tuple]:
+    """One multi-row INSERT whose rows go in only if @seckill_granted = 1.
 
-
-_RECORD_COLUMNS = ("activity_id", "user_id", "order_no", "amount", "created_at")
-
-
-def _insert_records(records: Sequence[dict], only_if: str | None = None) -> list[tuple[str, tuple]]:
-    """The record and the outbox row of each order: two multi-row INSERTs.
-
-    only_if: a condition (on session variables, no values) under which the rows go
-    in at all; the rows are then selected from a derived table, not VALUES.
+    The rows are selected from a derived table, not VALUES, so that they can
+    carry the condition.
     """
-
-    def insert(table: str, columns: tuple[str, ...]) -> tuple[str, tuple]:
-        values = tuple(r[column] for r in records for column in columns)
-        head = f"INSERT INTO {table} ({', '.join(columns)}) "
-        if only_if is None:
-            return head + "VALUES " + values_rows(len(records), len(columns)), values
-        first = "SELECT " + ", ".join(f"%s AS {column}" for column in columns)
-        rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(columns))
-        rows = first + rest * (len(records) - 1)
-        # Table, columns and condition are this module's own constants, never input.
-        return head + f"SELECT * FROM ({rows}) AS batch WHERE {only_if}", values  # noqa: S608
-
-    return [
-        insert("seckill_records", _RECORD_COLUMNS),
-        insert("outbox", ("order_no", "created_at")),
-    ]
+    values = tuple(r[column] for r in records for column in columns)
+    first = "SELECT " + ", ".join(f"%s AS {column}" for column in columns)
+    rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(columns))
+    rows = first + rest * (len(records) - 1)
+    # Table and columns are this module's own constants, never input.
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT * FROM ({rows}) AS batch WHERE @seckill_granted = 1",
+        values,
+    )
 
 
-async def insert_records(cur: Cursor, records: Sequence[dict]) -> None:
-    await run_script(cur, _insert_records(records))
-
-
-async def place_orders(cur: Cursor, activity_id: int, records: Sequence[dict]) -> int | None:
-    """Take the stock of these records, insert them and their outbox rows, and
-    COMMIT: one round trip, which ends the transaction.
+def place_orders(activity_id: int, records: Sequence[dict]) -> Script[int | None]:
+    """Take the stock of these records, and insert them and their outbox rows.
 
     The rows go in only if the conditional UPDATE took the stock (the session
-    variable holds its row count), so whatever happens the COMMIT never stores
-    an order without its unit. The hot row stays locked only while the server
-    runs the rest of the script, never across a round trip. Returns what
-    remains afterwards, or None when less was left than asked (nothing stored).
+    variable holds its row count), so the script never stores an order without
+    its unit. Reads what remains afterwards, or None when less was left than
+    asked (nothing stored).
     """
     wanted = len(records)
-    taken, _, records_in, outbox_in, left, _ = await run_script(
-        cur,
-        [
-            (TAKE_STOCK, (wanted, activity_id, wanted)),
-            ("SET @seckill_granted = ROW_COUNT()", ()),
-            *_insert_records(records, only_if="@seckill_granted = 1"),
-            # After our own UPDATE this reads the row's latest version, under our lock.
-            ("SELECT remaining FROM activities WHERE id = %s", (activity_id,)),
-            ("COMMIT", ()),
-        ],
-    )
-    if taken.rowcount != 1:
-        return None
-    if records_in.rowcount != wanted or outbox_in.rowcount != wanted:
-        # Cannot happen while both INSERTs hang on the same UPDATE; if a change to the
-        # script ever broke that, fail loudly rather than answer for missing rows.
-        raise RuntimeError(
-            f"stock for {wanted} orders taken but {records_in.rowcount} records and "
-            f"{outbox_in.rowcount} outbox rows stored"
-        )
-    return left.rows[0]["remaining"]
+    statements = [
+        (TAKE_STOCK, (wanted, activity_id, wanted)),
+        ("SET @seckill_granted = ROW_COUNT()", ()),
+        _insert_if_granted(
+            "seckill_records",
+            ("activity_id", "user_id", "order_no", "amount", "created_at"),
+            records,
+        ),
+        _insert_if_granted("outbox", ("order_no", "created_at"), records),
+        # After our own UPDATE this reads the row's latest version, under our lock.
+        ("SELECT remaining FROM activities WHERE id = %s", (activity_id,)),
+    ]
+
+    def remaining(results: list[Result]) -> int | None:
+        taken, _, records_in, outbox_in, left = results
+        if taken.rowcount != 1:
+            return None
+        if records_in.rowcount != wanted or outbox_in.rowcount != wanted:
+            # Cannot happen while both INSERTs hang on the same UPDATE; if a change to the
+            # script ever broke that, fail loudly rather than answer for missing rows.
+            raise RuntimeError(
+                f"stock for {wanted} orders taken but {records_in.rowcount} records and "
+                f"{outbox_in.rowcount} outbox rows stored"
+            )
+        return left.rows[0]["remaining"]
+
+    return Script(statements, remaining)
 
 
 async def records_after(db: Database, activity_id: int, after_user: int, limit: int) -> list[dict]:

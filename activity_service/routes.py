@@ -10,7 +10,6 @@ from activity_service.schemas import (
     ActivityCreate,
     ActivityPage,
     ActivityPatch,
-    Order,
     PageQuery,
 )
 from common.auth import current_user, require_admin
@@ -24,6 +23,7 @@ from common.openapi import (
     problem_response,
     query_parameters,
 )
+from common.schemas import Order
 from common.validation import parse_body, parse_query
 
 bp = Blueprint("activities")
@@ -50,7 +50,8 @@ def checked_id(activity_id: int) -> int:
 async def create_activity(request: Request) -> HTTPResponse:
     await require_admin(request)
     body = parse_body(request, ActivityCreate)
-    return json(await request.app.ctx.activities.create(body), status=201)
+    activity = await request.app.ctx.activities.create(body)
+    return json(activity.model_dump(mode="json"), status=201)
 
 
 @bp.get("/activities")
@@ -61,7 +62,8 @@ async def create_activity(request: Request) -> HTTPResponse:
 @problem_response(422, "invalid_request")
 async def list_activities(request: Request) -> HTTPResponse:
     query = parse_query(request, PageQuery)
-    return json(await request.app.ctx.activities.list(query.limit, query.offset))
+    page = await request.app.ctx.activities.list(query.limit, query.offset)
+    return json(page.model_dump(mode="json"))
 
 
 @bp.get("/activities/<activity_id:int>")
@@ -71,7 +73,8 @@ async def list_activities(request: Request) -> HTTPResponse:
 @json_response(200, Activity, "the activity")
 @problem_response(404, "not_found")
 async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
-    return json(await request.app.ctx.activities.get(checked_id(activity_id)))
+    activity = await request.app.ctx.activities.get(checked_id(activity_id))
+    return json(activity.model_dump(mode="json"))
 
 
 @bp.patch("/activities/<activity_id:int>")
@@ -90,7 +93,8 @@ async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
 async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
     await require_admin(request)
     patch = parse_body(request, ActivityPatch)
-    return json(await request.app.ctx.activities.update(checked_id(activity_id), patch))
+    activity = await request.app.ctx.activities.update(checked_id(activity_id), patch)
+    return json(activity.model_dump(mode="json"))
 
 
 @bp.delete("/activities/<activity_id:int>")

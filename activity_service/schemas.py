@@ -70,12 +70,3 @@ class ActivityPage(BaseModel):
 class PageQuery(_Strict):
     limit: int = Field(20, ge=1, le=100, description="page size")
     offset: int = Field(0, ge=0, le=10_000_000, description="activities to skip")
-
-
-class Order(BaseModel):
-    order_no: str
-    activity_id: int
-    user_id: int
-    amount: Money
-    status: Literal["created", "paid"]
-    created_at: Timestamp

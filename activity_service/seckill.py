@@ -1,18 +1,8 @@
-"""The seckill: concurrent requests for one activity are committed together (group commit).
+"""The seckill: each worker commits the concurrent requests for one activity together.
 
-Per worker and per activity, requests queue while a batch is in flight; the
-next batch takes up to SECKILL_BATCH_MAX of them into ONE transaction:
-existing holders get their order back, the conditional UPDATE takes exactly
-the stock granted to the earliest new users, their records and outbox rows
-are inserted, and only after COMMIT is anyone answered. The batch runs in a
-task of its own, so a client that hangs up cannot cancel it. Correctness
-rests on the transaction alone; the batching and the in-memory fast paths
-only save work. SECKILL_BATCH_MAX=1 is one transaction per request.
-
-The fast path: a worker remembers every order it has seen (bounded by the
-stock), and once an activity is closed to newcomers (sold out, ended, not
-started yet, or missing) it answers everyone from memory for up to
-CLOSED_TRUST_SECONDS, after loading all of the activity's holders once.
+Pure decisions (triage, grant, ActivityState) and the Seckill that queues
+requests, runs each batch as one transaction and answers them. The design, and
+why it keeps its guarantees: docs/seckill.md.
 """
 
 from __future__ import annotations
@@ -22,23 +12,22 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from typing import NamedTuple
 
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, Tracer, get_current_span
 
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
-from common.db import DUPLICATE_KEY, Cursor, Database
+from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
-from common.tracing import batch_span, current_span
+from common.tracing import batch_span
 
 logger = logging.getLogger("seckill.seckill")
 
-# How long a worker trusts its own "closed" before asking MySQL again: stock or
+# The longest a worker trusts its own "closed" before asking MySQL again: stock or
 # the window can change through a PATCH on another worker or instance.
 CLOSED_TRUST_SECONDS = 1.0
 MAX_ACTIVITIES_IN_MEMORY = 256
@@ -65,10 +54,6 @@ def present_order(record: dict) -> dict:
     }
 
 
-class ShortOfStock(Exception):
-    """The batch asks for more than is left: it must roll back and share out what remains."""
-
-
 def new_records(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> list[dict]:
     return [
         {
@@ -91,24 +76,57 @@ class Outcome:
     error: AppError | None = None
 
 
+class Queued(NamedTuple):
+    """A request waiting for a batch: who asks, where the answer goes, and its trace."""
+
+    user_id: int
+    future: asyncio.Future
+    span: Span
+
+
 @dataclass(slots=True)
 class Closed:
     """A batch found the activity closed to newcomers: what to tell them, and for how long."""
 
-    rejection: Callable[[], AppError]  # a fresh error per request: raised errors keep tracebacks
+    rejection: AppError  # returned to every newcomer, never raised: one object serves all
     sold: int  # how many orders the activity holds
     trust_seconds: float
 
 
+@dataclass(slots=True)
+class Triage:
+    """A batch as its read sorts it, before anything is written."""
+
+    outcomes: dict[int, Outcome]  # the holders' orders; refusals if the activity is closed
+    winners: list[int]  # the earliest newcomers, as many as the stock read covers
+    losers: list[int]  # the newcomers after them
+    closed: Closed | None
+
+
 # What a batch's transaction returns: the outcomes, the records it created, and
 # whether the activity is now closed to newcomers.
-BatchResult = tuple[dict[int, "Outcome"], list[dict], Closed | None]
+BatchResult = tuple[dict[int, Outcome], list[dict], Closed | None]
 
 
 def sold_out(activity_id: int, activity: dict, now: datetime) -> Closed:
     # Never trusted past the end: from then on newcomers must hear `ended`.
     until_end = (activity["ends_at"] - now).total_seconds()
-    return Closed(partial(SoldOut, activity_id), activity["stock"], min(until_end, 1.0))
+    trust = min(until_end, CLOSED_TRUST_SECONDS)
+    return Closed(SoldOut(activity_id), activity["stock"], trust)
+
+
+def closed_to_newcomers(activity_id: int, activity: dict, now: datetime) -> Closed | None:
+    """Whether the activity turns newcomers away now: not started, ended or sold out."""
+    sold = activity["stock"] - activity["remaining"]
+    if now < activity["starts_at"]:
+        # Never trusted past the start.
+        wait = (activity["starts_at"] - now).total_seconds()
+        return Closed(NotStarted(activity_id), sold, min(wait, CLOSED_TRUST_SECONDS))
+    if now >= activity["ends_at"]:
+        return Closed(Ended(activity_id), sold, CLOSED_TRUST_SECONDS)
+    if activity["remaining"] <= 0:
+        return sold_out(activity_id, activity, now)
+    return None
 
 
 def triage(
@@ -117,28 +135,65 @@ def triage(
     holders: list[dict],
     users: list[int],
     now: datetime,
-) -> tuple[dict[int, Outcome], list[int], Closed | None]:
-    """Holders get their order; the newcomers are returned, or rejected when the
-    activity is closed to them (missing, not started, ended, sold out)."""
+) -> Triage:
+    """Holders get their order; newcomers are refused if the activity is closed to
+    them (missing, not started, ended, sold out), else split by the stock read."""
     if activity is None:
-        error = partial(ActivityNotFound, activity_id)
-        return {u: Outcome(error=error()) for u in users}, [], Closed(error, 0, 1.0)
+        missing = Closed(ActivityNotFound(activity_id), 0, CLOSED_TRUST_SECONDS)
+        return Triage({u: Outcome(error=missing.rejection) for u in users}, [], [], missing)
     outcomes = {r["user_id"]: Outcome(order=present_order(r)) for r in holders}
     newcomers = [u for u in users if u not in outcomes]
-    sold = activity["stock"] - activity["remaining"]
-    closed: Closed | None = None
-    if now < activity["starts_at"]:
-        wait = (activity["starts_at"] - now).total_seconds()
-        closed = Closed(partial(NotStarted, activity_id), sold, min(wait, 1.0))
-    elif now >= activity["ends_at"]:
-        closed = Closed(partial(Ended, activity_id), sold, 1.0)
-    elif activity["remaining"] <= 0:
-        closed = sold_out(activity_id, activity, now)
+    closed = closed_to_newcomers(activity_id, activity, now)
     if closed is not None:
         for user_id in newcomers:
-            outcomes[user_id] = Outcome(error=closed.rejection())
-        newcomers = []
-    return outcomes, newcomers, closed
+            outcomes[user_id] = Outcome(error=closed.rejection)
+        return Triage(outcomes, [], [], closed)
+    left = activity["remaining"]
+    return Triage(outcomes, newcomers[:left], newcomers[left:], None)
+
+
+def grant(
+    activity_id: int,
+    activity: dict,
+    sale: Triage,
+    created: list[dict],
+    left: int,
+    now: datetime,
+) -> BatchResult:
+    """The batch's outcomes once the winners' records are stored and `left` remain:
+    a new order each; if that sold the activity out, everyone else is refused."""
+    outcomes = sale.outcomes
+    for record in created:
+        outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
+    closed = None
+    if left == 0:
+        closed = sold_out(activity_id, activity, now)
+        for user_id in sale.losers:
+            outcomes[user_id] = Outcome(error=closed.rejection)
+    return outcomes, created, closed
+
+
+def split_answers(
+    batch: list[Queued], outcomes: dict[int, Outcome]
+) -> tuple[list[tuple[asyncio.Future, Outcome]], list[tuple[asyncio.Future, Outcome]]]:
+    """The answers to give now, and the new orders, given once order_service holds
+    them. A user's other requests in the batch get the same order, not as new."""
+    now: list[tuple[asyncio.Future, Outcome]] = []
+    new_orders: list[tuple[asyncio.Future, Outcome]] = []
+    seen: set[int] = set()
+    for user_id, future, _ in batch:
+        outcome = outcomes[user_id]
+        if outcome.created and user_id in seen:
+            outcome = Outcome(order=outcome.order)
+        seen.add(user_id)
+        (new_orders if outcome.created else now).append((future, outcome))
+    return now, new_orders
+
+
+def answer(answers: list[tuple[asyncio.Future, Outcome]]) -> None:
+    for future, outcome in answers:
+        if not future.done():  # its handler may have been cancelled
+            future.set_result(outcome)
 
 
 @dataclass
@@ -146,12 +201,12 @@ class ActivityState:
     """What a worker remembers of one activity: its holders, and whether it is closed."""
 
     holders: dict[int, dict] = field(default_factory=dict)
-    rejection: Callable[[], AppError] | None = None
+    rejection: AppError | None = None
     closed_until: float = 0.0
     generation: int = 0  # bumped by forget(); a batch older than that must not re-close
-    queue: deque[tuple[int, asyncio.Future, Span]] = field(default_factory=deque)
+    queue: deque[Queued] = field(default_factory=deque)
     running: int = 0  # batch runners in flight
-    loading: bool = False  # a runner is loading every holder
+    loading: bool = False  # a task is loading every holder before closing
 
     def answer(self, user_id: int) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
@@ -159,11 +214,26 @@ class ActivityState:
         if order is not None:
             return Outcome(order=order)
         if self.rejection is not None and self.closed_until > time.monotonic():
-            return Outcome(error=self.rejection())
+            return Outcome(error=self.rejection)
         return None
+
+    def take_batch(self, batch_max: int) -> list[Queued]:
+        """Up to batch_max queued requests that memory cannot answer; those it can,
+        it answers on the way."""
+        batch: list[Queued] = []
+        while self.queue and len(batch) < batch_max:
+            request = self.queue.popleft()
+            outcome = self.answer(request.user_id)
+            if outcome is None:
+                batch.append(request)
+            elif not request.future.done():
+                request.future.set_result(outcome)
+        return batch
 
 
 class Seckill:
+    """One per worker: queues each activity's requests and sells to them in batches."""
+
     def __init__(
         self,
         db: Database,
@@ -214,76 +284,81 @@ class Seckill:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
+    def _spawn(self, coro) -> None:
+        """A task of its own, kept until done: a client that hangs up cannot cancel it."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
         state = self._state(activity_id)
         outcome = state.answer(user_id)
         if outcome is not None:
             return outcome
         future = asyncio.get_running_loop().create_future()
-        state.queue.append((user_id, future, current_span()))
+        state.queue.append(Queued(user_id, future, get_current_span()))
         if state.running < self.in_flight:
             state.running += 1
-            task = asyncio.create_task(self._drain(activity_id, state))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._drain(activity_id, state))
         # This request's own future: a handler cancelled meanwhile cancels only it,
         # and the batch, which never sets a done future, goes on for everyone else.
         return await future
 
     async def _drain(self, activity_id: int, state: ActivityState) -> None:
+        """Run the activity's batches, one after another, until nobody is waiting."""
         try:
             while state.queue:
-                if self.batch_wait and len(state.queue) < self.batch_max:
-                    await asyncio.sleep(self.batch_wait)
-                batch = self._take_batch(state)
-                if not batch:
-                    continue
-                generation = state.generation
-                closed = None
-                # The batch's SQL and hand-off belong to its first request's trace;
-                # the batch span and every other request's server span link to each other.
-                with batch_span(
-                    self.tracer,
-                    "seckill batch",
-                    [span for _, _, span in batch],
-                    {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
-                ):
-                    handoff = None
-                    try:
-                        outcomes, closed, handoff = await self._commit_batch(
-                            activity_id, state, [user_id for user_id, _, _ in batch]
-                        )
-                    except Exception:
-                        logger.exception("seckill batch for activity %s failed", activity_id)
-                        failure = partial(
-                            ServiceUnavailable, "the seckill may not have been recorded; try again"
-                        )
-                        outcomes = {user_id: Outcome(error=failure()) for user_id, _, _ in batch}
-                # Answer first: nothing after COMMIT may delay or fail these requests.
-                answered: set[int] = set()
-                new_orders: list[tuple[asyncio.Future, Outcome]] = []
-                for user_id, future, _ in batch:
-                    outcome = outcomes[user_id]
-                    if outcome.created and user_id in answered:
-                        outcome = Outcome(order=outcome.order)  # the same user's other request
-                    answered.add(user_id)
-                    if outcome.created:
-                        new_orders.append((future, outcome))
-                    elif not future.done():
-                        future.set_result(outcome)
-                self._answer_after_handoff(new_orders, handoff)
-                if closed is not None and not state.loading:
-                    # In a task of its own: batches go on while the holders load.
-                    state.loading = True
-                    # Trusted from what this batch saw, not from when the load ends.
-                    until = time.monotonic() + closed.trust_seconds
-                    task = asyncio.create_task(
-                        self._close(activity_id, state, closed, generation, until)
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                await self._let_batch_fill(state)
+                batch = state.take_batch(self.batch_max)
+                if batch:
+                    await self._run_batch(activity_id, state, batch)
         finally:
             state.running -= 1
+
+    async def _let_batch_fill(self, state: ActivityState) -> None:
+        if self.batch_wait and len(state.queue) < self.batch_max:
+            await asyncio.sleep(self.batch_wait)
+
+    async def _run_batch(self, activity_id: int, state: ActivityState, batch: list[Queued]) -> None:
+        """Commit the batch, answer it, and shut newcomers out if it found the activity closed."""
+        generation = state.generation
+        # The batch's SQL and hand-off belong to its first request's trace;
+        # the batch span and every other request's server span link to each other.
+        with batch_span(
+            self.tracer,
+            "seckill batch",
+            [request.span for request in batch],
+            {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
+        ):
+            outcomes, closed, handoff = await self._commit_or_fail(activity_id, state, batch)
+        # Answer first: nothing after COMMIT may delay or fail these requests.
+        now, new_orders = split_answers(batch, outcomes)
+        answer(now)
+        self._answer_after_handoff(new_orders, handoff)
+        if closed is not None:
+            self._start_closing(activity_id, state, closed, generation)
+
+    async def _commit_or_fail(
+        self, activity_id: int, state: ActivityState, batch: list[Queued]
+    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None]:
+        """_commit_batch's result; if it failed, a 503 for each of the batch's requests."""
+        try:
+            return await self._commit_batch(activity_id, state, [r.user_id for r in batch])
+        except Exception:
+            logger.exception("seckill batch for activity %s failed", activity_id)
+            failure = ServiceUnavailable("the seckill may not have been recorded; try again")
+            return {r.user_id: Outcome(error=failure) for r in batch}, None, None
+
+    def _start_closing(
+        self, activity_id: int, state: ActivityState, closed: Closed, generation: int
+    ) -> None:
+        """Load the holders in a task of its own (batches go on meanwhile), then shut
+        newcomers out until the trust this batch saw runs out, not from when the load ends."""
+        if state.loading:
+            return
+        state.loading = True
+        until = time.monotonic() + closed.trust_seconds
+        self._spawn(self._load_holders_and_close(activity_id, state, closed, generation, until))
 
     def _answer_after_handoff(
         self, answers: list[tuple[asyncio.Future, Outcome]], handoff: asyncio.Future | None
@@ -292,31 +367,17 @@ class Seckill:
         or after handoff_wait at the latest: they are committed, and the relay
         delivers them anyway. One timer per batch, not a wait per request."""
 
-        def answer(_: object = None) -> None:
+        def answer_all(_: object = None) -> None:
             if timer is not None:
                 timer.cancel()
-            for future, outcome in answers:
-                if not future.done():
-                    future.set_result(outcome)
+            answer(answers)
 
         timer = None
         if handoff is None or handoff.done() or not answers:
-            answer()
+            answer_all()
             return
-        timer = asyncio.get_running_loop().call_later(self.handoff_wait, answer)
-        handoff.add_done_callback(answer)
-
-    def _take_batch(self, state: ActivityState) -> list[tuple[int, asyncio.Future, Span]]:
-        """Up to batch_max queued requests that memory cannot answer; the rest are answered."""
-        batch: list[tuple[int, asyncio.Future, Span]] = []
-        while state.queue and len(batch) < self.batch_max:
-            user_id, future, span = state.queue.popleft()
-            outcome = state.answer(user_id)
-            if outcome is None:
-                batch.append((user_id, future, span))
-            elif not future.done():
-                future.set_result(outcome)
-        return batch
+        timer = asyncio.get_running_loop().call_later(self.handoff_wait, answer_all)
+        handoff.add_done_callback(answer_all)
 
     async def _commit_batch(
         self, activity_id: int, state: ActivityState, user_ids: list[int]
@@ -324,23 +385,11 @@ class Seckill:
         """The outcomes, whether newcomers are now shut out, and the hand-off of the new
         orders (a future done once order_service has answered), if any."""
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
-        # A duplicate key means another worker or instance committed this user's
-        # record after our snapshot: a fresh attempt reads it as an existing order.
-        duplicate = frozenset({DUPLICATE_KEY})
-        try:
-            outcomes, created, closed = await self.db.transaction(
-                partial(self._place, activity_id, users),
-                name="seckill_batch",
-                retry_on=duplicate,
-                scripted=True,
-            )
-        except ShortOfStock:
+        result = await self._transaction(activity_id, users, under_lock=False)
+        if result is None:
             # Less is left than the batch asks for: share out what is, under the row lock.
-            outcomes, created, closed = await self.db.transaction(
-                partial(self._share_out, activity_id, users),
-                name="seckill_batch_last_units",
-                retry_on=duplicate,
-            )
+            result = await self._transaction(activity_id, users, under_lock=True)
+        outcomes, created, closed = result
         handoff = None
         if created:
             handoff = self.deliver([o.order for o in outcomes.values() if o.created])
@@ -349,48 +398,50 @@ class Seckill:
                 state.holders[user_id] = outcome.order
         return outcomes, closed, handoff
 
-    async def _place(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
-        """While stock lasts, two round trips: START TRANSACTION and the read; then
-        the conditional UPDATE, the records and outbox rows, and the COMMIT."""
-        now = utcnow()
-        activity, holders = await repository.begin_with_activity_and_holders(
-            cur, activity_id, users
+    async def _transaction(
+        self, activity_id: int, users: list[int], under_lock: bool
+    ) -> BatchResult | None:
+        async def sell(tx: ScriptedTransaction) -> BatchResult | None:
+            return await self._sell(activity_id, users, under_lock, tx)
+
+        return await self.db.scripted_transaction(
+            sell,
+            name="seckill_batch_last_units" if under_lock else "seckill_batch",
+            # Another worker or instance committed this user's record after our
+            # snapshot: a fresh attempt reads it as an existing order.
+            retry_on=frozenset({DUPLICATE_KEY}),
         )
-        outcomes, newcomers, closed = triage(activity_id, activity, holders, users, now)
-        if closed is not None or not newcomers:
-            return outcomes, [], closed
-        if activity["remaining"] < len(newcomers):
-            raise ShortOfStock
-        created = new_records(activity_id, activity, newcomers, now)
-        left = await repository.place_orders(cur, activity_id, created)
-        if left is None:  # taken by another worker or instance since our read; nothing stored
-            raise ShortOfStock
-        for record in created:
-            outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
-        if left == 0:
-            closed = sold_out(activity_id, activity, now)
-        return outcomes, created, closed
 
-    async def _share_out(self, activity_id: int, users: list[int], cur: Cursor) -> BatchResult:
-        """The last units: take what is left under the row lock, earliest requests first."""
+    async def _sell(
+        self, activity_id: int, users: list[int], under_lock: bool, tx: ScriptedTransaction
+    ) -> BatchResult | None:
+        """One batch's transaction, begun with the read and committed with the write:
+        two round trips. While stock lasts the hot row is locked only inside the
+        second one, from the conditional UPDATE to the COMMIT.
+
+        None (nothing stored) when the stock is short of the batch: the caller then
+        runs it again under_lock, where the read locks the row until the COMMIT and
+        exactly what is left is shared out, earliest newcomers first.
+        """
         now = utcnow()
-        activity, holders = await repository.activity_and_holders(cur, activity_id, users)
-        outcomes, newcomers, closed = triage(activity_id, activity, holders, users, now)
-        if closed is not None or not newcomers:
-            return outcomes, [], closed
-        granted = await repository.take_stock(cur, activity_id, len(newcomers))
-        created = new_records(activity_id, activity, newcomers[:granted], now)
-        if created:
-            await repository.insert_records(cur, created)
-        for record in created:
-            outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
-        if granted < len(newcomers):
-            closed = sold_out(activity_id, activity, now)
-            for user_id in newcomers[granted:]:
-                outcomes[user_id] = Outcome(error=closed.rejection())
-        return outcomes, created, closed
+        read = repository.activity_and_holders(activity_id, users, lock_stock=under_lock)
+        activity, holders = await tx.begin(read)
+        sale = triage(activity_id, activity, holders, users, now)
+        if not sale.winners:  # closed, or nobody new
+            await tx.commit()
+            return sale.outcomes, [], sale.closed
+        if sale.losers and not under_lock:  # the read says too little is left
+            await tx.rollback()
+            return None
+        created = new_records(activity_id, activity, sale.winners, now)
+        left = await tx.commit(repository.place_orders(activity_id, created))
+        if left is None:  # taken by another worker or instance since our read; nothing stored
+            if under_lock:
+                raise RuntimeError("conditional stock update failed under a row lock")
+            return None
+        return grant(activity_id, activity, sale, created, left, now)
 
-    async def _close(
+    async def _load_holders_and_close(
         self,
         activity_id: int,
         state: ActivityState,

@@ -12,10 +12,10 @@ from activity_service.errors import (
     HasOrders,
     StockBelowSold,
 )
-from activity_service.schemas import ActivityCreate, ActivityPatch
+from activity_service.schemas import Activity, ActivityCreate, ActivityPage, ActivityPatch
 from common.db import Cursor, Database, run_shielded
 from common.errors import InvalidRequest
-from common.formats import iso, money, to_db, utcnow
+from common.formats import to_db, utcnow
 
 
 def status_of(activity: dict, now: datetime) -> str:
@@ -28,18 +28,9 @@ def status_of(activity: dict, now: datetime) -> str:
     return "active"
 
 
-def present(activity: dict, now: datetime | None = None) -> dict:
-    return {
-        "id": activity["id"],
-        "name": activity["name"],
-        "product_name": activity["product_name"],
-        "price": money(activity["price"]),
-        "stock": activity["stock"],
-        "remaining": activity["remaining"],
-        "starts_at": iso(activity["starts_at"]),
-        "ends_at": iso(activity["ends_at"]),
-        "status": status_of(activity, now or utcnow()),
-    }
+def present(activity: dict, now: datetime | None = None) -> Activity:
+    """An activity row as the API shows it, with its status as of now."""
+    return Activity.model_validate(activity | {"status": status_of(activity, now or utcnow())})
 
 
 class ActivityService:
@@ -48,25 +39,25 @@ class ActivityService:
         # Called with an activity id whenever its stock or window changes.
         self.on_change = on_change or (lambda activity_id: None)
 
-    async def create(self, body: ActivityCreate) -> dict:
+    async def create(self, body: ActivityCreate) -> Activity:
         values = body.model_dump()
         values["starts_at"] = to_db(body.starts_at)
         values["ends_at"] = to_db(body.ends_at)
         activity_id = await repository.insert_activity(self.db, values, utcnow())
         return await self.get(activity_id)
 
-    async def get(self, activity_id: int) -> dict:
+    async def get(self, activity_id: int) -> Activity:
         activity = await repository.get_activity(self.db, activity_id)
         if activity is None:
             raise ActivityNotFound(activity_id)
         return present(activity)
 
-    async def list(self, limit: int, offset: int) -> dict:
+    async def list(self, limit: int, offset: int) -> ActivityPage:
         rows, total = await repository.list_activities(self.db, limit, offset)
         now = utcnow()
-        return {"items": [present(row, now) for row in rows], "total": total}
+        return ActivityPage(items=[present(row, now) for row in rows], total=total)
 
-    async def update(self, activity_id: int, patch: ActivityPatch) -> dict:
+    async def update(self, activity_id: int, patch: ActivityPatch) -> Activity:
         changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
         for key in ("name", "product_name", "price", "stock", "starts_at", "ends_at"):
             if key in changes and changes[key] is None:

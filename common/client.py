@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -18,12 +17,14 @@ from common.config import Settings
 from common.discovery import Resolver
 from common.errors import PeerUnavailable
 from common.logs import request_id_var
+from common.retry import AsyncRetrying
 from common.tracing import client_trace_configs
 
 logger = logging.getLogger("seckill.client")
 
 # How long an instance that refused a connection is passed over.
 BENCH_SECONDS = 3.0
+CONNECTION_ERRORS = (TimeoutError, aiohttp.ClientConnectionError)
 
 
 class PeerError(Exception):
@@ -89,36 +90,47 @@ class ServiceClient:
     ) -> Any:
         """Send one request; returns the decoded JSON body of a 2xx answer."""
         data = orjson.dumps(json) if json is not None else None
-        last_error: Exception | None = None
         tried: set[str] = set()
-        for attempt in range(self.attempts if idempotent else 1):
-            base = self.pick(tried)
-            if base is None:
-                break
-            tried.add(base)
-            self._outstanding[base] += 1
-            try:
-                async with self.session.request(
-                    method, base + path, data=data, headers=self._headers()
-                ) as response:
-                    body = await response.read()
-                    payload = orjson.loads(body) if body else None
-                    if response.status >= 400:
-                        raise PeerError(self.peer, response.status, payload)
-                    return payload
-            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-                last_error = exc
-                if isinstance(exc, aiohttp.ClientConnectorError):
-                    self._bench(base)
-                logger.warning("%s %s%s failed: %r", method, base, path, exc)
-                await asyncio.sleep(0.05 * attempt)
-            finally:
-                self._outstanding[base] -= 1
-                if not self._outstanding[base]:
-                    del self._outstanding[base]
-        raise PeerUnavailable(
-            f"no healthy instance of {self.peer} answered", peer=self.peer
-        ) from last_error
+        try:
+            async for attempt in AsyncRetrying(
+                retry_on=CONNECTION_ERRORS,  # the request never reached a server, or no answer
+                attempts=self.attempts if idempotent else 1,
+                wait=lambda number: 0.05 * (number - 1),
+            ):
+                with attempt:
+                    return await self._send(method, path, data, tried)
+        except CONNECTION_ERRORS as exc:
+            raise self._unavailable() from exc
+        raise AssertionError("unreachable")
+
+    def _unavailable(self) -> PeerUnavailable:
+        return PeerUnavailable(f"no healthy instance of {self.peer} answered", peer=self.peer)
+
+    async def _send(self, method: str, path: str, data: bytes | None, tried: set[str]) -> Any:
+        """One attempt, at an instance not tried yet where there is one."""
+        base = self.pick(tried)
+        if base is None:
+            raise self._unavailable()
+        tried.add(base)
+        self._outstanding[base] += 1
+        try:
+            async with self.session.request(
+                method, base + path, data=data, headers=self._headers()
+            ) as response:
+                body = await response.read()
+                payload = orjson.loads(body) if body else None
+                if response.status >= 400:
+                    raise PeerError(self.peer, response.status, payload)
+                return payload
+        except CONNECTION_ERRORS as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                self._bench(base)
+            logger.warning("%s %s%s failed: %r", method, base, path, exc)
+            raise
+        finally:
+            self._outstanding[base] -= 1
+            if not self._outstanding[base]:
+                del self._outstanding[base]
 
 
 def setup_client(app: Sanic, settings: Settings, peers: tuple[str, ...] = ()) -> None:

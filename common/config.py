@@ -1,49 +1,46 @@
-"""Typed settings, read once from the environment; a missing required value stops start-up."""
+"""Typed settings, read once from the environment; a missing or bad value stops start-up.
+
+`Settings` holds what every service needs; each service subclasses it in its own
+settings.py with its own options. A field reads the variable of its alias, or of
+its name in capitals. An empty variable counts as unset.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 SERVICE_PORTS = {"user_service": 8001, "activity_service": 8002, "order_service": 8003}
+
+Sampler = Literal[
+    "parentbased_always_on",
+    "parentbased_traceidratio",
+    "parentbased_always_off",
+    "always_on",
+    "traceidratio",
+    "always_off",
+]
 
 
 class ConfigError(SystemExit):
     """Raised at start-up when the environment does not describe a runnable service."""
 
-    def __init__(self, message: str):
-        super().__init__(f"configuration error: {message}")
+    def __init__(self, *problems: str):
+        super().__init__("\n".join(f"configuration error: {problem}" for problem in problems))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+class FromFile:
+    """Marks a secret: read from NAME, or else from the file that NAME_FILE names."""
 
 
-def _float(
-    env: Mapping[str, str], name: str, default: float, minimum: float | None = None
-) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+SECRET = FromFile()
 
 
 def _advertised(bind_host: str) -> str:
@@ -61,93 +58,151 @@ def _advertised(bind_host: str) -> str:
     return bind_host
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+def _env_name(name: str, field: FieldInfo) -> str:
+    return str(field.validation_alias or name).upper()
 
 
-def _secret(env: Mapping[str, str], name: str, required: bool) -> str | None:
-    """A secret comes from NAME, or from the file named by NAME_FILE."""
-    value = env.get(name)
-    if value:
-        return value
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from None
-    if required:
-        raise ConfigError(f"{name} (or {name}_FILE) must be set")
-    return None
+class _MappingSource(EnvSettingsSource):
+    """The environment source of pydantic-settings over a given mapping, plus NAME_FILE secrets."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+        self.unreadable: set[str] = set()
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = {key: value for key, value in self.env.items() if value != ""}  # empty is unset
+        for name, field in self.settings_cls.model_fields.items():
+            variable = _env_name(name, field)
+            path = env.get(f"{variable}_FILE")
+            if SECRET in field.metadata and variable not in env and path:
+                try:
+                    env[variable] = Path(path).read_text().strip()
+                except OSError as exc:
+                    self.problems.append(f"{variable}_FILE={path} cannot be read: {exc.strerror}")
+                    self.unreadable.add(variable)
+        return {key.lower(): value for key, value in env.items()}
 
 
-SAMPLERS = (
-    "parentbased_always_on",
-    "parentbased_traceidratio",
-    "parentbased_always_off",
-    "always_on",
-    "traceidratio",
-    "always_off",
-)
+def _problem(error: Any, secrets: set[str]) -> str:
+    """One line naming the variable from one pydantic error."""
+    name = str(error["loc"][0]).upper()
+    if error["type"] == "missing":
+        return f"{name} (or {name}_FILE) must be set" if name in secrets else f"{name} must be set"
+    if error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{name} {message}, got {error['input']!r}"
 
 
-def _otel_check(env: Mapping[str, str]) -> None:
-    """The OTEL_* variables the SDK reads itself, checked so a typo stops start-up."""
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+class Settings(BaseSettings):
+    """What every service needs: addresses, MySQL, logging, tracing, Consul, workers."""
+
+    model_config = SettingsConfigDict(frozen=True, validate_by_name=True)
+    service_name: ClassVar[str]
+
+    host: str = Field("127.0.0.1", validation_alias="SERVICE_HOST")
+    advertise_host: str = Field(
+        default_factory=lambda data: _advertised(data["host"]),
+        validation_alias="SERVICE_ADVERTISE_HOST",
     )
-    if protocol != "http/protobuf":
-        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf, got {protocol!r}")
-    sampler = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
-    if sampler not in SAMPLERS:
-        known = ", ".join(SAMPLERS)
-        raise ConfigError(f"OTEL_TRACES_SAMPLER must be one of {known}, got {sampler!r}")
-    if sampler.endswith("traceidratio"):
-        ratio = _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
-        if not 0 <= ratio <= 1:
-            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
+    workers: int = Field(1, ge=1, validation_alias="SECKILL_WORKERS")
+    user_service_port: int = Field(SERVICE_PORTS["user_service"], ge=1)
+    activity_service_port: int = Field(SERVICE_PORTS["activity_service"], ge=1)
+    order_service_port: int = Field(SERVICE_PORTS["order_service"], ge=1)
+    user_service_url: str | None = None
+    activity_service_url: str | None = None
+    order_service_url: str | None = None
+    service_token: Annotated[str | None, SECRET] = Field(None, repr=False)
 
-
-@dataclass(frozen=True)
-class Settings:
-    service_name: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
     mysql_host: str = "127.0.0.1"
-    mysql_port: int = 3306
+    mysql_port: int = Field(3306, ge=1)
     mysql_user: str = "root"
-    mysql_password: str = ""
-    db_prefix: str = "seckill"
-    db_pool_size: int = 10
-    peer_urls: dict[str, str] = field(default_factory=dict)
-    advertise_host: str = "127.0.0.1"
+    mysql_password: Annotated[str, SECRET] = Field("", repr=False)
+    db_prefix: str = Field("seckill", validation_alias="SECKILL_DB_PREFIX")
+    db_pool_size: int = Field(10, ge=1)
+
     consul_host: str | None = None
-    consul_port: int = 8500
-    consul_tags: tuple[str, ...] = ("seckill",)
-    consul_check_interval: float = 5.0
-    consul_check_timeout: float = 2.0
-    consul_deregister_after: float = 60.0
-    otel_endpoint: str | None = None
-    otel_traces_endpoint: str | None = None  # a full traces URL, if it differs from the base
-    otel_disabled: bool = False
-    service_token: str | None = None
-    token_private_key: str | None = None
-    token_ttl_seconds: int = 3600
-    password_hash_cost: int = 14
-    admin_username: str | None = None
-    admin_password: str | None = None
-    seckill_batch_max: int = 200
-    seckill_batch_wait_ms: float = 0.0
+    consul_port: int = Field(8500, ge=1)
+    consul_tags: Annotated[tuple[str, ...], NoDecode] = ("seckill",)
+    consul_check_interval: float = Field(5.0, ge=0.1)
+    consul_check_timeout: float = Field(2.0, ge=0.1)
+    consul_deregister_after: float = Field(60.0, ge=1.0)
+
+    otel_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # a full traces URL, if it differs from the base
+    otel_traces_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    # Read by the OpenTelemetry SDK itself; checked here so that a typo stops start-up.
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] | None = None
+    otel_exporter_otlp_protocol: str = "http/protobuf"
+    otel_traces_sampler: Sampler = "parentbased_always_on"
+    otel_traces_sampler_arg: str | None = None
+
     access_log: bool = True
     log_level: str = "INFO"
+
+    @field_validator("db_prefix")
+    @classmethod
+    def _prefix_is_an_identifier(cls, prefix: str) -> str:
+        if not prefix.replace("_", "").isalnum():
+            raise ValueError("must be letters, digits and _")
+        return prefix
+
+    @field_validator("consul_tags", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(tag.strip() for tag in value.split(",") if tag.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, level: str) -> str:
+        return level.upper()
+
+    @field_validator("otel_exporter_otlp_protocol")
+    @classmethod
+    def _http_protobuf(cls, protocol: str, info: ValidationInfo) -> str:
+        # the traces protocol, when set, is the one the exporter uses
+        if not info.data.get("otel_exporter_otlp_traces_protocol") and protocol != "http/protobuf":
+            raise ValueError("must be http/protobuf")
+        return protocol
+
+    @field_validator("otel_traces_sampler", mode="before")
+    @classmethod
+    def _lower(cls, sampler: Any) -> Any:
+        return sampler.lower() if isinstance(sampler, str) else sampler
+
+    @field_validator("otel_traces_sampler_arg")
+    @classmethod
+    def _ratio(cls, arg: str | None, info: ValidationInfo) -> str | None:
+        if arg is not None and info.data.get("otel_traces_sampler", "").endswith("traceidratio"):
+            try:
+                ratio = float(arg)
+            except ValueError:
+                raise ValueError("must be a number") from None
+            if not 0 <= ratio <= 1:
+                raise ValueError("must be between 0 and 1")
+        return arg
+
+    @property
+    def port(self) -> int:
+        """The port this service listens on: its own *_SERVICE_PORT."""
+        return getattr(self, f"{self.service_name}_port")
+
+    @property
+    def peer_urls(self) -> dict[str, str]:
+        """Each service's address: its *_SERVICE_URL, or loopback at its *_SERVICE_PORT."""
+        ports = {name: getattr(self, f"{name}_port") for name in SERVICE_PORTS}
+        return {
+            name: getattr(self, f"{name}_url") or f"http://127.0.0.1:{port}"
+            for name, port in ports.items()
+        }
 
     @property
     def traces_url(self) -> str | None:
@@ -160,61 +215,34 @@ class Settings:
 
     @property
     def database(self) -> str:
-        suffix = self.service_name.removesuffix("_service")
-        return f"{self.db_prefix}_{suffix}"
+        return f"{self.db_prefix}_{self.service_name.removesuffix('_service')}"
 
     @classmethod
-    def from_env(cls, service_name: str, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        if service_name not in SERVICE_PORTS:
-            raise ConfigError(f"unknown service {service_name!r}")
-        _otel_check(env)
-        ports = {
-            name: _int(env, f"{name.upper()}_PORT", default, minimum=1)
-            for name, default in SERVICE_PORTS.items()
-        }
-        peer_urls = {
-            name: env.get(f"{name.upper()}_URL") or f"http://127.0.0.1:{port}"
-            for name, port in ports.items()
-        }
-        prefix = env.get("SECKILL_DB_PREFIX", "seckill")
-        if not prefix.replace("_", "").isalnum():
-            raise ConfigError(f"SECKILL_DB_PREFIX must be letters, digits and _, got {prefix!r}")
-        host = env.get("SERVICE_HOST", "127.0.0.1")
-        return cls(
-            service_name=service_name,
-            host=host,
-            port=ports[service_name],
-            workers=_int(env, "SECKILL_WORKERS", 1, minimum=1),
-            mysql_host=env.get("MYSQL_HOST", "127.0.0.1"),
-            mysql_port=_int(env, "MYSQL_PORT", 3306, minimum=1),
-            mysql_user=env.get("MYSQL_USER", "root"),
-            mysql_password=_secret(env, "MYSQL_PASSWORD", required=False) or "",
-            db_prefix=prefix,
-            db_pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
-            peer_urls=peer_urls,
-            consul_host=env.get("CONSUL_HOST") or None,
-            consul_port=_int(env, "CONSUL_PORT", 8500, minimum=1),
-            advertise_host=env.get("SERVICE_ADVERTISE_HOST") or _advertised(host),
-            consul_tags=tuple(
-                tag.strip() for tag in env.get("CONSUL_TAGS", "seckill").split(",") if tag.strip()
-            ),
-            consul_check_interval=_float(env, "CONSUL_CHECK_INTERVAL", 5.0, minimum=0.1),
-            consul_check_timeout=_float(env, "CONSUL_CHECK_TIMEOUT", 2.0, minimum=0.1),
-            consul_deregister_after=_float(env, "CONSUL_DEREGISTER_AFTER", 60.0, minimum=1.0),
-            otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            otel_traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None,
-            otel_disabled=_bool(env, "OTEL_SDK_DISABLED", False),
-            service_token=_secret(env, "SERVICE_TOKEN", required=service_name != "user_service"),
-            token_private_key=_secret(
-                env, "TOKEN_PRIVATE_KEY", required=service_name == "user_service"
-            ),
-            token_ttl_seconds=_int(env, "TOKEN_TTL_SECONDS", 3600, minimum=1),
-            password_hash_cost=_int(env, "PASSWORD_HASH_COST", 14, minimum=4),
-            admin_username=env.get("ADMIN_USERNAME") or None,
-            admin_password=_secret(env, "ADMIN_PASSWORD", required=False),
-            seckill_batch_max=_int(env, "SECKILL_BATCH_MAX", 200, minimum=1),
-            seckill_batch_wait_ms=_float(env, "SECKILL_BATCH_WAIT_MS", 0.0),
-            access_log=_bool(env, "ACCESS_LOG", True),
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
-        )
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        """Built by keyword only; from_env reads the environment (never a .env file)."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """The settings from env (os.environ by default); ConfigError names each bad variable."""
+        name = getattr(cls, "service_name", None)
+        if name not in SERVICE_PORTS:
+            raise ConfigError(f"unknown service {name!r}")
+        source = _MappingSource(cls, os.environ if env is None else env)
+        try:
+            settings = cls(_build_sources=((source,), {}))
+        except ValidationError as exc:
+            secrets = {_env_name(n, f) for n, f in cls.model_fields.items() if SECRET in f.metadata}
+            problems = [
+                _problem(error, secrets)
+                for error in exc.errors()
+                if not (
+                    error["type"] == "missing" and str(error["loc"][0]).upper() in source.unreadable
+                )
+            ]
+            raise ConfigError(*source.problems, *problems) from None
+        if source.problems:
+            raise ConfigError(*source.problems)
+        return settings

@@ -1,14 +1,9 @@
-"""The aiomysql pool on app.ctx, a retrying transaction() helper, and cancellation safety.
+"""The aiomysql pool on app.ctx: queries, transactions retried whole, and SQL spans.
 
-Every database call runs in a task of its own that the request handler only
-awaits through asyncio.shield: when a client hangs up and Sanic cancels the
-handler, the statement or transaction still runs to its end and the
-connection returns to the pool in a clean state. Without this, a cancelled
-query leaves a connection mid-protocol and the pool loses it.
-
-While tracing is on, a statement run inside a traced request or batch gets a
-span of its own (the SQL text, never the values), under a span per
-transaction attempt.
+Every call runs shielded, so a client that hangs up never leaves a connection
+mid-protocol or half a transaction. ScriptedTransaction sends a transaction as
+scripts of statements, one round trip each; the seckill's use of it is told in
+docs/seckill.md.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiomysql
 import pymysql
@@ -28,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
 from common.config import Settings
+from common.retry import AsyncRetrying
 
 logger = logging.getLogger("seckill.db")
 
@@ -93,6 +89,55 @@ async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]
     if len(results) != len(statements):
         raise RuntimeError(f"a script of {len(statements)} statements gave {len(results)} results")
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class Script(Generic[T]):
+    """Statements to send in one round trip, and how to read their results."""
+
+    statements: Sequence[tuple[str, Sequence[Any]]]
+    read: Callable[[list[Result]], T]
+
+
+NOTHING: Script[None] = Script((), lambda results: None)
+
+
+class ScriptedTransaction:
+    """A transaction sent as scripts, one round trip each, begun and ended by its owner.
+
+    Only this class sends START TRANSACTION, COMMIT and ROLLBACK: begin() puts
+    the first in front of the first script and commit() puts the second after
+    the last, so the transaction takes no round trip of its own. On an error, or
+    when its owner leaves it open (an error too), Database.scripted_transaction
+    rolls it back.
+    """
+
+    def __init__(self, cur: Cursor):
+        self._cur = cur
+        self.open = False
+
+    async def begin(self, script: Script[T]) -> T:
+        """START TRANSACTION, then script: one round trip."""
+        if self.open:
+            raise RuntimeError("the transaction has begun already")
+        self.open = True
+        results = await run_script(self._cur, [("START TRANSACTION", ()), *script.statements])
+        return script.read(results[1:])
+
+    async def commit(self, script: Script[T] = NOTHING) -> T:
+        """script, then COMMIT: one round trip, which ends the transaction."""
+        if not self.open:
+            raise RuntimeError("no transaction to commit")
+        results = await run_script(self._cur, [*script.statements, ("COMMIT", ())])
+        self.open = False
+        return script.read(results[:-1])
+
+    async def rollback(self) -> None:
+        """End the transaction without keeping anything it wrote: one round trip."""
+        if not self.open:
+            raise RuntimeError("no transaction to roll back")
+        await run_script(self._cur, [("ROLLBACK", ())])
+        self.open = False
 
 
 def _retrieve(task: asyncio.Task) -> None:
@@ -197,52 +242,60 @@ class Database:
         work: Callable[[aiomysql.Cursor], Awaitable[T]],
         name: str = "transaction",
         retry_on: frozenset[int] = frozenset(),
-        scripted: bool = False,
     ) -> T:
         """Run work(cursor) in one transaction, retried whole on deadlock or lock wait timeout.
 
-        retry_on adds error codes that a fresh snapshot resolves, such as a
-        duplicate key inserted by a concurrent transaction.
-
-        scripted=True: work sends START TRANSACTION in its first script and,
-        when it gets that far, COMMIT in its last, so the transaction takes no
-        round trip of its own; a transaction work leaves open is committed
-        here. The rollback on error and the retries stay here either way.
+        This method begins and commits it; work only writes. retry_on adds error
+        codes that a fresh snapshot resolves, such as a duplicate key inserted by
+        a concurrent transaction.
         """
-        return await run_shielded(self._transaction(work, name, RETRYABLE | retry_on, scripted))
 
-    async def _transaction(
-        self,
-        work: Callable[[aiomysql.Cursor], Awaitable[T]],
-        name: str,
-        retryable: set[int],
-        scripted: bool,
-    ) -> T:
         async def attempt(number: int) -> T:
             async with self._cursor(name, number) as cur:
-                if not scripted:
-                    await cur.connection.begin()
+                await cur.connection.begin()
                 result = await work(cur)
-                # The server's own flag: still in a transaction unless work's script committed.
-                if not scripted or cur.connection.get_transaction_status():
-                    await cur.connection.commit()
+                await cur.connection.commit()
                 return result
 
-        return await self._retrying(attempt, name, retryable)
+        return await run_shielded(self._retrying(attempt, name, RETRYABLE | retry_on))
+
+    async def scripted_transaction(
+        self,
+        work: Callable[[ScriptedTransaction], Awaitable[T]],
+        name: str = "transaction",
+        retry_on: frozenset[int] = frozenset(),
+    ) -> T:
+        """Run work(tx) in one ScriptedTransaction, retried whole as transaction() is.
+
+        work begins and ends the transaction itself, through tx; here it is only
+        rolled back, on an error or when work left it open (an error too).
+        """
+
+        async def attempt(number: int) -> T:
+            async with self._cursor(name, number) as cur:
+                tx = ScriptedTransaction(cur)
+                result = await work(tx)
+                if tx.open:  # _cursor rolls it back on the way out
+                    raise RuntimeError(f"{name} left its transaction open")
+                return result
+
+        return await run_shielded(self._retrying(attempt, name, RETRYABLE | retry_on))
 
     @staticmethod
     async def _retrying(
         attempt: Callable[[int], Awaitable[T]], name: str, retryable: set[int]
     ) -> T:
         """attempt(1), attempt(2), ... until one succeeds or fails with an error not retryable."""
-        for number in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return await attempt(number)
-            except pymysql.err.MySQLError as exc:
-                if error_code(exc) not in retryable or number == MAX_ATTEMPTS:
-                    raise
-                logger.info("retrying %s after MySQL error %s", name, error_code(exc))
-                await asyncio.sleep(random.uniform(0, 0.005 * number))
+        async for retry in AsyncRetrying(
+            retry_on=lambda exc: error_code(exc) in retryable,
+            attempts=MAX_ATTEMPTS,
+            wait=lambda number: random.uniform(0, 0.005 * number),  # jitter parts the colliders
+            log=lambda exc, _: logger.info(
+                "retrying %s after MySQL error %s", name, error_code(exc)
+            ),
+        ):
+            with retry:
+                return await attempt(retry.number)
         raise AssertionError("unreachable")
 
     async def ping(self) -> bool:

@@ -20,6 +20,7 @@ import consul.aio
 from sanic import Sanic
 
 from common.config import Settings
+from common.retry import AsyncRetrying, backoff
 
 logger = logging.getLogger("seckill.discovery")
 
@@ -92,20 +93,18 @@ class ConsulResolver:
 
     async def _follow(self, peer: str) -> None:
         index: int | None = None
-        delay = RETRY_FIRST
         while True:
-            try:
-                new_index, entries = await self.client.health.service(
-                    peer, passing=True, index=index, wait=f"{WATCH_WAIT_SECONDS}s"
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Consul away: keep the last answer, ask again later
-                logger.warning("cannot watch %s in Consul yet: %r", peer, exc)
-                await asyncio.sleep(delay)
-                delay, index = min(delay * 2, RETRY_MAX), None
-                continue
-            delay = RETRY_FIRST
+            async for attempt in AsyncRetrying(
+                retry_on=Exception,  # Consul away: keep the last answer, ask again later
+                wait=backoff(RETRY_FIRST, RETRY_MAX),
+                log=lambda exc, _: logger.warning("cannot watch %s in Consul yet: %r", peer, exc),
+            ):
+                with attempt:
+                    if attempt.number > 1:
+                        index = None  # after an error, start afresh
+                    new_index, entries = await self.client.health.service(
+                        peer, passing=True, index=index, wait=f"{WATCH_WAIT_SECONDS}s"
+                    )
             urls = sorted(_base_url(entry) for entry in entries)
             if urls != self._healthy.get(peer):
                 logger.info("%s instances: %s", peer, urls or "none")
@@ -156,9 +155,14 @@ class Registration:
 
     async def register(self) -> None:
         """Register, retrying with backoff until the agent accepts; serving goes on meanwhile."""
-        delay = RETRY_FIRST
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry_on=Exception,  # for ever: the agent may come later
+            wait=backoff(RETRY_FIRST, RETRY_MAX),
+            log=lambda exc, _: logger.warning(
+                "cannot register %s with Consul yet: %r", self.service_id, exc
+            ),
+        ):
+            with attempt:
                 await self.client.agent.service.register(
                     self.name,
                     service_id=self.service_id,
@@ -167,15 +171,8 @@ class Registration:
                     tags=self.tags,
                     check=self.check,
                 )
-                self.registered = True
-                logger.info("registered %s with Consul", self.service_id)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("cannot register %s with Consul yet: %r", self.service_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
+        self.registered = True
+        logger.info("registered %s with Consul", self.service_id)
 
     async def deregister(self) -> None:
         if not self.registered:

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 
 def utcnow() -> datetime:
@@ -23,8 +30,11 @@ def to_db(value: datetime) -> datetime:
 
 
 def iso(value: datetime) -> str:
-    """A naive UTC datetime as 2026-11-26T15:00:00Z (four-digit year, whole seconds)."""
-    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+    """A naive UTC datetime (or an aware one) as 2026-11-26T15:00:00Z (four-digit year,
+    whole seconds)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=0).isoformat() + "Z"
 
 
 def money(value: Decimal) -> str:
@@ -65,12 +75,16 @@ MoneyIn = Annotated[
 # In: an ISO 8601 string with an offset (Z or +hh:mm), never an epoch number, within the
 # years MySQL keeps.
 TimestampIn = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_range)]
-# Out: as money() and iso() write them.
+# Out: what the database holds (a Decimal, a naive UTC datetime), written by money() and
+# iso() whenever a response model is dumped, in Python or JSON mode alike.
 Money = Annotated[
-    str, WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]})
+    Decimal,
+    PlainSerializer(money, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["19.90"]}),
 ]
 Timestamp = Annotated[
-    str,
+    datetime,
+    PlainSerializer(iso, return_type=str),
     WithJsonSchema(
         {
             "type": "string",

@@ -15,11 +15,13 @@ from common.config import Settings
 from common.logs import setup_logging
 
 
-def main(service_name: str, argv: list[str] | None = None) -> None:
+def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
+    """Run the service whose settings settings_class reads (the class names the service)."""
+    service_name = settings_class.service_name
     parser = argparse.ArgumentParser(prog=f"python -m {service_name}")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
-    settings = Settings.from_env(service_name)
+    settings = settings_class.from_env()
     setup_logging(service_name, settings.log_level)
     if args.command == "migrate":
         models = importlib.import_module(f"{service_name}.models")

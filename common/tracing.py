@@ -203,7 +203,3 @@ def batch_span(
             if member.is_recording():
                 member.add_link(here)
         yield
-
-
-def current_span() -> Span:
-    return trace.get_current_span()

@@ -17,14 +17,23 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pymysql
 
+from activity_service.settings import ActivitySettings
 from common.config import SERVICE_PORTS, Settings
+from common.retry import Retrying
+from order_service.settings import OrderSettings
+from user_service.settings import UserSettings
+
+SETTINGS: dict[str, type[Settings]] = {
+    "user_service": UserSettings,
+    "activity_service": ActivitySettings,
+    "order_service": OrderSettings,
+}
 
 
 def log(message: str) -> None:
@@ -40,28 +49,27 @@ def service_name() -> str:
 
 def wait_for_mysql(settings: Settings, timeout: float) -> None:
     """Poll until MySQL accepts a login: in compose it may still be initialising its volume."""
-    deadline = time.monotonic() + timeout
     where = f"{settings.mysql_user}@{settings.mysql_host}:{settings.mysql_port}"
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            pymysql.connect(
-                host=settings.mysql_host,
-                port=settings.mysql_port,
-                user=settings.mysql_user,
-                password=settings.mysql_password,
-                connect_timeout=2,
-            ).close()
-        except pymysql.err.OperationalError as exc:
-            if time.monotonic() >= deadline:
-                sys.exit(f"entrypoint: MySQL at {where} did not answer within {timeout:g}s: {exc}")
-            if attempts == 1:
-                log(f"waiting for MySQL at {where}")
-            time.sleep(1)
-            continue
-        log(f"MySQL at {where} is up (attempt {attempts})")
-        return
+
+    def waiting(_: Exception, number: int) -> None:
+        if number == 1:
+            log(f"waiting for MySQL at {where}")
+
+    try:
+        for attempt in Retrying(
+            retry_on=pymysql.err.OperationalError, deadline=timeout, wait=lambda _: 1.0, log=waiting
+        ):
+            with attempt:
+                pymysql.connect(
+                    host=settings.mysql_host,
+                    port=settings.mysql_port,
+                    user=settings.mysql_user,
+                    password=settings.mysql_password,
+                    connect_timeout=2,
+                ).close()
+    except pymysql.err.OperationalError as exc:
+        sys.exit(f"entrypoint: MySQL at {where} did not answer within {timeout:g}s: {exc}")
+    log(f"MySQL at {where} is up (attempt {attempt.number})")
 
 
 def migrate(name: str) -> None:
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     name = service_name()
     if args.command == "health":
         sys.exit(health(name))
-    settings = Settings.from_env(name)
+    settings = SETTINGS[name].from_env()
     wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))
     migrate(name)
     if args.command == "serve":

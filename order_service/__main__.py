@@ -1,3 +1,4 @@
 from common.runner import main
+from order_service.settings import OrderSettings
 
-main("order_service")
+main(OrderSettings)

@@ -4,7 +4,6 @@ from sanic import Sanic
 
 from common.auth import setup_remote_keys
 from common.client import setup_client
-from common.config import Settings
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
@@ -13,10 +12,11 @@ from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from order_service.routes import bp, internal
 from order_service.service import OrderService
+from order_service.settings import OrderSettings
 
 
-def create_app(settings: Settings | None = None) -> Sanic:
-    settings = settings or Settings.from_env("order_service")
+def create_app(settings: OrderSettings | None = None) -> Sanic:
+    settings = settings or OrderSettings.from_env()
     app = new_app(settings, "seckill order_service")
     setup_errors(app)
     setup_requests(app, settings)

@@ -15,8 +15,9 @@ from common.openapi import (
     problem_response,
     query_parameters,
 )
+from common.schemas import Order
 from common.validation import parse_body, parse_query
-from order_service.schemas import Accepted, NewOrders, Order, OrderPage, OrderQuery
+from order_service.schemas import Accepted, NewOrders, OrderPage, OrderQuery
 
 bp = Blueprint("orders")
 internal = Blueprint("internal_orders")
@@ -43,7 +44,7 @@ async def list_orders(request: Request) -> HTTPResponse:
     principal = await current_user(request)
     q = parse_query(request, OrderQuery)
     page = await request.app.ctx.orders.list(principal, q.activity_id, q.user_id, q.limit, q.offset)
-    return json(page)
+    return json(page.model_dump(mode="json"))
 
 
 @bp.get("/orders/<order_no:str>")
@@ -56,7 +57,8 @@ async def list_orders(request: Request) -> HTTPResponse:
 @problem_response(404, "not_found (also for someone else's order)")
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
     principal = await current_user(request)
-    return json(await request.app.ctx.orders.get(principal, checked_order_no(order_no)))
+    order = await request.app.ctx.orders.get(principal, checked_order_no(order_no))
+    return json(order.model_dump(mode="json"))
 
 
 @bp.post("/orders/<order_no:str>/pay")
@@ -71,7 +73,8 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 @problem_response(409, "not_payable")
 async def pay_order(request: Request, order_no: str) -> HTTPResponse:
     principal = await current_user(request)
-    return json(await request.app.ctx.orders.pay(principal, checked_order_no(order_no)))
+    order = await request.app.ctx.orders.pay(principal, checked_order_no(order_no))
+    return json(order.model_dump(mode="json"))
 
 
 @internal.post("/internal/orders")
@@ -86,4 +89,5 @@ async def pay_order(request: Request, order_no: str) -> HTTPResponse:
 async def accept_orders(request: Request) -> HTTPResponse:
     require_service(request)
     body = parse_body(request, NewOrders)
-    return json({"accepted": await request.app.ctx.orders.accept(body.orders)})
+    accepted = Accepted(accepted=await request.app.ctx.orders.accept(body.orders))
+    return json(accepted.model_dump(mode="json"))

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import Money, MoneyIn, Timestamp, TimestampIn
-
-
-class Order(BaseModel):
-    order_no: str
-    activity_id: int
-    user_id: int
-    amount: Money
-    status: Literal["created", "paid"]
-    created_at: Timestamp
+from common.formats import MoneyIn, TimestampIn
+from common.schemas import Order
 
 
 class OrderPage(BaseModel):

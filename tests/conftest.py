@@ -1,6 +1,6 @@
 import pytest
 
-from tests.stack import Stack
+from deployment.stack import Stack
 
 
 def make_stack(tmp_path_factory, name: str, **env: str):

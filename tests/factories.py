@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.stack import ADMIN, Stack
+from deployment.stack import ADMIN, Stack
 
 _counter = itertools.count()
 PASSWORD = "password-123"

@@ -4,22 +4,23 @@
     await check_invariants(stack, activity_id, stock, result)          # after a clean storm
     await check_invariants(stack, activity_id, stock, result, crashed=True)  # after a kill -9
 
-The checks read the databases, not only the replies: records, remaining,
-outbox, and order_service's orders (polled until the outbox has drained).
+The checks are deployment/invariants.py's, over the databases, not only the
+replies: records, remaining, outbox, and order_service's orders (polled until
+the outbox has drained).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from deployment.invariants import Answers, books_from_databases, settle
+from deployment.stack import Stack
 from tests.factories import Account, Api
-from tests.stack import Stack
 
 SECKILL_MODES = {
     "batched": {},
@@ -38,6 +39,17 @@ class StormResult:
     @property
     def order_nos(self) -> set[str]:
         return {no for nos in self.acknowledged.values() for no in nos}
+
+    def answers(self, complete: bool) -> Answers:
+        return Answers(
+            placed=sum(self.created.values()),
+            orders=self.acknowledged,
+            placed_by=self.created,
+            sold_out=self.codes["sold_out"],
+            server_errors=sum(n for status, n in self.statuses.items() if status >= 500),
+            unanswered=self.disconnected,
+            complete=complete,
+        )
 
     def record(self, user_id: int, status: int, body) -> None:
         self.statuses[status] += 1
@@ -80,17 +92,6 @@ async def storm(
     return result
 
 
-async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:
-    """Poll predicate() until it is true or the deadline passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-
-
 def records(stack: Stack, activity_id: int) -> dict[str, int]:
     """order_no -> user_id of every seckill record of the activity."""
     rows = stack.query(
@@ -99,23 +100,6 @@ def records(stack: Stack, activity_id: int) -> dict[str, int]:
         (activity_id,),
     )
     return {row["order_no"]: row["user_id"] for row in rows}
-
-
-def orders(stack: Stack, activity_id: int) -> dict[str, int]:
-    """order_no -> user_id of every order order_service holds for the activity."""
-    rows = stack.query(
-        "order_service",
-        "SELECT order_no, user_id FROM orders WHERE activity_id = %s",
-        (activity_id,),
-    )
-    return {row["order_no"]: row["user_id"] for row in rows}
-
-
-def remaining(stack: Stack, activity_id: int) -> int:
-    rows = stack.query(
-        "activity_service", "SELECT remaining FROM activities WHERE id = %s", (activity_id,)
-    )
-    return rows[0]["remaining"]
 
 
 async def check_invariants(
@@ -127,38 +111,19 @@ async def check_invariants(
     crashed: bool = False,
     timeout: float = 30.0,
 ) -> None:
-    """Assert the seckill guarantees from the databases.
+    """Assert the seckill guarantees (deployment/invariants.py) from the databases, waiting
+    up to timeout for order_service to hold every order.
 
     sold_out: the storm had more demand than stock, so all of it must be sold.
     crashed: a service was killed mid-storm, so some requests had no answer;
     every acknowledged order must exist all the same.
     """
-    recorded = records(stack, activity_id)
-    left = remaining(stack, activity_id)
-    # Stock is conserved, never oversold, one record per user.
-    assert left >= 0, f"remaining went negative: {left}"
-    assert len(recorded) + left == stock, f"{len(recorded)} records + {left} remaining != {stock}"
-    assert len(set(recorded.values())) == len(recorded), "a user holds two records"
-    if sold_out:
-        assert left == 0 and len(recorded) == stock
-    # Clients: one order_no per user, every acknowledged one recorded under that user.
-    for user_id, order_nos in result.acknowledged.items():
-        assert len(order_nos) == 1, f"user {user_id} got different orders: {order_nos}"
-        (order_no,) = order_nos
-        assert recorded.get(order_no) == user_id, f"acknowledged {order_no} is not recorded"
-        assert result.created[user_id] <= 1, f"user {user_id} got {result.created[user_id]} 201s"
-    server_errors = {s: n for s, n in result.statuses.items() if s >= 500}
-    assert not server_errors, f"5xx answers: {server_errors}"
-    if not crashed:
-        assert result.disconnected == 0
-        assert sum(result.created.values()) == len(recorded), "201s != records"
-        assert set(result.order_nos) == set(recorded), "a recorded order was never acknowledged"
-
-    # order_service ends up holding exactly the records, with nothing left in the outbox.
-    def delivered() -> bool:
-        outbox = stack.query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"]
-        return outbox == 0 and orders(stack, activity_id) == recorded
-
-    assert await wait_for(delivered, timeout), (
-        f"order_service holds {len(orders(stack, activity_id))} of {len(recorded)} orders"
+    books, found = await asyncio.to_thread(
+        settle,
+        lambda: books_from_databases(stack.query, activity_id),
+        result.answers(complete=not crashed),
+        sold_out=sold_out,
+        timeout=timeout,
     )
+    assert books.stock == stock, f"stock is {books.stock}, not {stock}"
+    assert not found, found

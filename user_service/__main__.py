@@ -1,3 +1,4 @@
 from common.runner import main
+from user_service.settings import UserSettings
 
-main("user_service")
+main(UserSettings)

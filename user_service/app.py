@@ -3,8 +3,6 @@
 from sanic import Sanic
 
 from common.auth import TokenVerifier, load_private_key
-from common.client import setup_client
-from common.config import Settings
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
@@ -13,17 +11,17 @@ from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from user_service.routes import bp
 from user_service.service import UserService
+from user_service.settings import UserSettings
 
 
-def create_app(settings: Settings | None = None) -> Sanic:
-    settings = settings or Settings.from_env("user_service")
+def create_app(settings: UserSettings | None = None) -> Sanic:
+    settings = settings or UserSettings.from_env()
     app = new_app(settings, "seckill user_service")
     setup_errors(app)
     setup_requests(app, settings)
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)
-    setup_client(app, settings)
     setup_health(app)
     setup_openapi(app)
     app.blueprint(bp)

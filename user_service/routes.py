@@ -23,7 +23,7 @@ bp = Blueprint("users")
 async def register(request: Request) -> HTTPResponse:
     body = parse_body(request, Credentials)
     user = await request.app.ctx.users.register(body.username, body.password)
-    return json(user, status=201)
+    return json(user.model_dump(mode="json"), status=201)
 
 
 @bp.post("/tokens")
@@ -36,7 +36,8 @@ async def register(request: Request) -> HTTPResponse:
 @problem_response(422, "invalid_request")
 async def login(request: Request) -> HTTPResponse:
     body = parse_body(request, Credentials)
-    return json(await request.app.ctx.users.login(body.username, body.password))
+    token = await request.app.ctx.users.login(body.username, body.password)
+    return json(token.model_dump(mode="json"))
 
 
 @bp.get("/users/me")
@@ -47,7 +48,8 @@ async def login(request: Request) -> HTTPResponse:
 @problem_response(401, "unauthorized")
 async def me(request: Request) -> HTTPResponse:
     principal = await current_user(request)
-    return json(await request.app.ctx.users.get_user(principal, principal.user_id))
+    user = await request.app.ctx.users.get_user(principal, principal.user_id)
+    return json(user.model_dump(mode="json"))
 
 
 @bp.get("/users/<user_id:int>")
@@ -61,7 +63,8 @@ async def me(request: Request) -> HTTPResponse:
 @problem_response(404, "not_found")
 async def get_user(request: Request, user_id: int) -> HTTPResponse:
     principal = await current_user(request)
-    return json(await request.app.ctx.users.get_user(principal, user_id))
+    user = await request.app.ctx.users.get_user(principal, user_id)
+    return json(user.model_dump(mode="json"))
 
 
 @bp.get("/.well-known/jwks.json")

@@ -7,9 +7,9 @@ import logging
 from common.auth import Principal, issue_token
 from common.db import Database
 from common.errors import Conflict, Forbidden, NotFound, Unauthorized
-from common.formats import iso
 from user_service import repository
 from user_service.passwords import hash_password, hash_password_sync, verify_password
+from user_service.schemas import Token, User
 
 logger = logging.getLogger("seckill.users")
 
@@ -22,15 +22,6 @@ class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
 
 
-def present(user: dict) -> dict:
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "is_admin": bool(user["is_admin"]),
-        "created_at": iso(user["created_at"]),
-    }
-
-
 class UserService:
     def __init__(self, db: Database, private_key, token_ttl: int, hash_cost: int):
         self.db = db
@@ -40,13 +31,13 @@ class UserService:
         # Verified against when the username is unknown, so both paths cost the same.
         self._decoy_hash = hash_password_sync("decoy-password", hash_cost)
 
-    async def register(self, username: str, password: str, is_admin: bool = False) -> dict:
+    async def register(self, username: str, password: str, is_admin: bool = False) -> User:
         password_hash = await hash_password(password, self.hash_cost)
         try:
             user = await repository.insert_user(self.db, username, password_hash, is_admin)
         except repository.UsernameExists:
             raise UsernameTaken(f"username {username!r} is taken") from None
-        return present(user)
+        return User.model_validate(user)
 
     async def ensure_admin(self, username: str, password: str) -> None:
         if await repository.user_by_name(self.db, username) is not None:
@@ -57,18 +48,18 @@ class UserService:
         except UsernameTaken:
             pass  # another worker created it first
 
-    async def login(self, username: str, password: str) -> dict:
+    async def login(self, username: str, password: str) -> Token:
         user = await repository.user_by_name(self.db, username)
         encoded = user["password_hash"] if user else self._decoy_hash
         if not await verify_password(password, encoded) or user is None:
             raise InvalidCredentials("wrong username or password")
         token = issue_token(self.private_key, user["id"], bool(user["is_admin"]), self.token_ttl)
-        return {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl}
+        return Token(access_token=token, token_type="bearer", expires_in=self.token_ttl)
 
-    async def get_user(self, viewer: Principal, user_id: int) -> dict:
+    async def get_user(self, viewer: Principal, user_id: int) -> User:
         if viewer.user_id != user_id and not viewer.is_admin:
             raise Forbidden("you may only see your own account")
         user = await repository.user_by_id(self.db, user_id)
         if user is None:
             raise NotFound(f"user {user_id} not found")
-        return present(user)
+        return User.model_validate(user)

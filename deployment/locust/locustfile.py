@@ -10,11 +10,12 @@ start at the same moment. 201 (placed), 200 (this shopper's existing order) and 
 are the expected answers, not failures. Each shopper makes --attempts seckill calls, looks at
 its own orders, and stops; the run ends when all have.
 
-When the run stops, the invariant check runs through the API as admin (ADMIN_USERNAME /
-ADMIN_PASSWORD): order_service holds exactly stock - remaining orders for the activity, one
-per user, every order a shopper was answered with exists, and remaining is 0 once sold_out
-was answered. It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed
-check makes locust exit non-zero. The activity is created at the start (stock: --stock, or
+When the run stops, the invariant check (deployment/invariants.py, as in the tests and the
+benchmark) runs through the API as admin (ADMIN_USERNAME / ADMIN_PASSWORD): order_service
+holds exactly stock - remaining orders for the activity, one per user, every order a shopper
+was answered with exists for that shopper, and remaining is 0 once sold_out was answered.
+It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed check makes
+locust exit non-zero. The activity is created at the start (stock: --stock, or
 half the shoppers), or given with --activity-id.
 """
 
@@ -24,7 +25,6 @@ import itertools
 import logging
 import secrets
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +35,8 @@ from gevent.event import Event
 from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
+
+from deployment.invariants import Answers, Books, settle
 
 logger = logging.getLogger("seckill.load")
 PASSWORD = "load-test-password"
@@ -291,54 +293,52 @@ def all_orders(session: requests.Session, order_url: str, activity_id: int) -> l
             return orders
 
 
-def problems_of(run: Run, activity: dict, orders: list[dict]) -> list[str]:
-    found = []
-    sold = activity["stock"] - activity["remaining"]
-    if activity["remaining"] < 0:
-        found.append(f"remaining is {activity['remaining']}")
-    if len(orders) != sold:
-        found.append(f"{len(orders)} orders but {sold} sold")
-    users = Counter(order["user_id"] for order in orders)
-    if doubled := [user for user, n in users.items() if n > 1]:
-        found.append(f"{len(doubled)} users with more than one order")
-    numbers = {order["order_no"] for order in orders}
-    if len(numbers) != len(orders):
-        found.append("duplicate order numbers")
-    if missing := set(run.order_of.values()) - numbers:
-        found.append(f"{len(missing)} order numbers answered to shoppers are missing")
-    if run.answers["sold_out"] and activity["remaining"] != 0:
-        found.append(f"sold_out answered while remaining is {activity['remaining']}")
-    if run.created and run.finished >= run.shoppers and run.answers["placed"] != len(orders):
-        found.append(f"{run.answers['placed']} placed answers but {len(orders)} orders")
-    return found
+def books_from_api(session: requests.Session, environment: Environment, run: Run) -> Books:
+    """The activity and its orders as the API shows them to an admin (records are not shown)."""
+    options = environment.parsed_options
+    reply = session.get(f"{environment.host}/activities/{run.activity_id}", timeout=30)
+    reply.raise_for_status()
+    activity = reply.json()
+    orders = all_orders(session, options.order_url, run.activity_id)
+    return Books(
+        stock=activity["stock"],
+        remaining=activity["remaining"],
+        orders=[(order["order_no"], order["user_id"]) for order in orders],
+    )
+
+
+def answers_of(run: Run) -> Answers:
+    return Answers(
+        placed=run.answers["placed"],
+        orders={user: {order_no} for user, order_no in run.order_of.items()},
+        sold_out=run.answers["sold_out"],
+        # Every shopper of a run that made its own activity is done: each order was answered.
+        complete=run.created and run.finished >= run.shoppers,
+    )
 
 
 def check_invariants(environment: Environment) -> bool:
-    """Poll the API until the books balance or --settle-timeout passes; print one line."""
+    """Check the books through the API until they balance or --settle-timeout passes; print
+    one line."""
     run, options = RUN, environment.parsed_options
     if run is None or run.checked:
         return True
     run.checked = True
-    deadline = time.monotonic() + options.settle_timeout
     try:
         session = admin_session(options)
-        while True:
-            reply = session.get(f"{environment.host}/activities/{run.activity_id}", timeout=30)
-            reply.raise_for_status()
-            activity = reply.json()
-            orders = all_orders(session, options.order_url, run.activity_id)
-            found = problems_of(run, activity, orders)
-            if not found or time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
+        books, found = settle(
+            lambda: books_from_api(session, environment, run),
+            answers_of(run),
+            timeout=options.settle_timeout,
+        )
     except (requests.RequestException, RuntimeError, KeyError) as exc:
-        found, activity, orders = [f"the check could not read the API: {exc}"], None, []
+        found, books = [f"the check could not read the API: {exc}"], None
     answers = " ".join(f"{k}={run.answers[k]}" for k in ("placed", "repeat", "sold_out"))
-    if activity is not None:
+    if books is not None:
         figures = (
-            f"activity={run.activity_id} stock={activity['stock']} "
-            f"remaining={activity['remaining']} orders={len(orders)} "
-            f"users={len({o['user_id'] for o in orders})}"
+            f"activity={run.activity_id} stock={books.stock} "
+            f"remaining={books.remaining} orders={len(books.orders)} "
+            f"users={len({user for _, user in books.orders})}"
         )
     else:
         figures = f"activity={run.activity_id}"

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.stack import free_port
+from deployment.stack import free_port
 
 NODE = {
     "ID": "0b1d0b1d-0000-0000-0000-000000000001",

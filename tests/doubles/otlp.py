@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gzip
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from tests.stack import free_port
+from deployment.poll import eventually
+from deployment.stack import free_port
 
 
 def _value(value: AnyValue) -> Any:
@@ -144,9 +144,12 @@ class OtlpReceiverDouble:
         timeout: float = 30,
     ) -> list[ReceivedSpan]:
         """Poll until done(spans of the trace) holds; returns the spans either way."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = self.in_trace(trace_id)
-            if done(spans) or time.monotonic() > deadline:
-                return spans
-            await asyncio.sleep(0.1)
+        spans: list[ReceivedSpan] = []
+
+        def finished() -> bool:
+            spans[:] = self.in_trace(trace_id)
+            return done(spans)
+
+        with contextlib.suppress(TimeoutError):
+            await eventually(finished, timeout, f"the spans of trace {trace_id}")
+        return spans

@@ -5,8 +5,8 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from common.auth import issue_token, load_private_key
+from deployment.stack import Stack
 from tests.factories import Reply
-from tests.stack import Stack
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 TABLES = {

@@ -14,14 +14,15 @@ import asyncio
 import random
 import socket
 import struct
-import time
 
 import aiohttp
 import orjson
 import pytest
 
+from deployment.invariants import books_from_databases, violations
+from deployment.poll import eventually, wait_until
+from deployment.stack import Stack, mysql_connect
 from tests.factories import Api, window
-from tests.stack import Stack, mysql_connect
 
 POOL_SIZE = 4
 pytestmark = pytest.mark.slow
@@ -47,11 +48,12 @@ def pool_connections(stack: Stack, service: str) -> set[int]:
     A connection a test just closed may linger in the process list for a moment;
     a pool that lost connections never shows POOL_SIZE again while idle.
     """
-    deadline = time.monotonic() + 10
-    while len(seen := connection_ids(stack, service)) != POOL_SIZE:
-        assert time.monotonic() < deadline, f"{service} holds {len(seen)} connections"
-        time.sleep(0.2)
-    return seen
+
+    def full() -> set[int]:
+        seen = connection_ids(stack, service)
+        return seen if len(seen) == POOL_SIZE else set()
+
+    return wait_until(full, 10, f"{service} to hold {POOL_SIZE} connections", interval=0.2)
 
 
 async def hang_up(
@@ -144,27 +146,16 @@ async def storm_of_hang_ups(api: Api, stack: Stack, users, activities, count: in
         await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), timeout=180)
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def assert_books_balance(stack: Stack) -> int:
-    """For every activity: stock == remaining + records, and each record is an order there."""
-    activities = stack.query("activity_service", "SELECT id, stock, remaining FROM activities")
-    records = stack.query(
-        "activity_service", "SELECT activity_id, order_no, user_id FROM seckill_records"
-    )
-    orders = stack.query("order_service", "SELECT activity_id, order_no, user_id FROM orders")
-    for activity in activities:
-        assert activity["remaining"] >= 0, activity
-        sold = sum(1 for r in records if r["activity_id"] == activity["id"])
-        assert activity["stock"] == activity["remaining"] + sold, (activity, sold)
-    assert len({(r["activity_id"], r["user_id"]) for r in records}) == len(records)
-    assert {tuple(r.values()) for r in records} == {tuple(o.values()) for o in orders}
+    """For every activity, the seckill invariants (deployment/invariants.py); and no payment
+    or account half recorded. Returns the number of units sold."""
+    sold = 0
+    for activity in stack.query("activity_service", "SELECT id FROM activities"):
+        books = books_from_databases(stack.query, activity["id"])
+        assert not (found := violations(books)), (activity["id"], found)
+        sold += len(books.records)
+    orders = stack.query("order_service", "SELECT COUNT(*) AS n FROM orders")[0]["n"]
+    assert orders == sold, f"{orders} orders but {sold} sold"
     paid = stack.query(
         "order_service",
         "SELECT COUNT(*) AS n FROM orders WHERE (status = 'paid') <> (paid_at IS NOT NULL)",
@@ -174,7 +165,7 @@ def assert_books_balance(stack: Stack) -> int:
         "user_service", "SELECT COUNT(*) AS n FROM users WHERE password_hash NOT LIKE 'scrypt$%%'"
     )
     assert hashes[0]["n"] == 0, "an account was half recorded"
-    return len(records)
+    return sold
 
 
 class RowLock:
@@ -213,7 +204,7 @@ class PoolProbe:
         reply = await api.seckill(self.goods["id"], self.buyer.token)
         assert reply.status == 201, reply
         self.order_no = reply.body["order_no"]
-        wait_for(
+        wait_until(
             lambda: self.stack.query(
                 "order_service", "SELECT 1 FROM orders WHERE order_no = %s", (self.order_no,)
             ),
@@ -225,15 +216,15 @@ class PoolProbe:
         lock = RowLock(self.stack, service, lock_sql, lock_args)
         try:
             tasks = [asyncio.create_task(send(n)) for n in range(POOL_SIZE * 2)]
-            deadline = time.monotonic() + 30
-            while True:
-                busy = connection_ids(self.stack, service, busy_only=True) - {lock.id}
-                if len(busy) >= POOL_SIZE:
-                    break
-                assert time.monotonic() < deadline, (
-                    f"{service}: only {len(busy)} of {POOL_SIZE} pool connections could work"
-                )
-                await asyncio.sleep(0.2)
+            await eventually(
+                lambda: (
+                    len(connection_ids(self.stack, service, busy_only=True) - {lock.id})
+                    >= POOL_SIZE
+                ),
+                30,
+                f"{service}: all {POOL_SIZE} pool connections at work",
+                interval=0.2,
+            )
             assert len(connection_ids(self.stack, service) - {lock.id}) == POOL_SIZE
         finally:
             lock.release()
@@ -293,15 +284,13 @@ def wait_until_settled(stack: Stack, timeout: float = 60) -> None:
         "order_service": "SELECT COUNT(*) AS a, COALESCE(SUM(status = 'paid'), 0) AS b FROM orders",
         "user_service": "SELECT COUNT(*) AS a FROM users",
     }
-    deadline = time.monotonic() + timeout
-    previous = None
-    while True:
-        current = {service: stack.query(service, query)[0] for service, query in sql.items()}
-        if current == previous and current["activity_service"]["c"] == 0:
-            return
-        assert time.monotonic() < deadline, f"the databases did not settle: {current}"
-        previous = current
-        time.sleep(1)
+    seen: list[dict] = []
+
+    def settled() -> bool:
+        seen.append({service: stack.query(service, query)[0] for service, query in sql.items()})
+        return seen[-2:] == seen[-1:] * 2 and seen[-1]["activity_service"]["c"] == 0
+
+    wait_until(settled, timeout, "the databases to settle", interval=1)
 
 
 @pytest.mark.parametrize("batch_max", ["200", "1"], ids=["group-commit", "one-per-request"])

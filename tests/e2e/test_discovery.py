@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import urllib.request
 
 import aiohttp
 import pytest
 
+from deployment.invariants import books_from_databases, settle
+from deployment.poll import eventually
+from deployment.stack import SERVICES, Stack, free_port
 from tests.doubles.consul import ConsulDouble
 from tests.factories import Api
-from tests.stack import SERVICES, Stack, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +34,6 @@ def consul_env(double: ConsulDouble, **extra: str) -> dict[str, str]:
         **{f"{name.upper()}_URL": DEAD for name in SERVICES},
         **extra,
     }
-
-
-async def eventually(check, timeout: float = 20, what: str = "condition"):
-    """Poll check() until it returns something truthy; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def service_id(stack: Stack, name: str) -> str:
@@ -102,35 +91,12 @@ async def seckill_all(api: Api, activity_id: int, buyers, concurrency: int = 8, 
 
 
 async def assert_invariants(stack: Stack, activity_id: int, sold: int) -> None:
-    """The storm invariants, from the databases: what was sold is exactly what order_service has."""
-    (activity,) = stack.query(
-        "activity_service", "SELECT stock, remaining FROM activities WHERE id = %s", (activity_id,)
+    """The seckill invariants, from the databases, once order_service holds every order."""
+    books, found = await asyncio.to_thread(
+        settle, lambda: books_from_databases(stack.query, activity_id)
     )
-    assert activity["stock"] - activity["remaining"] == sold
-    records = stack.query(
-        "activity_service",
-        "SELECT order_no, user_id FROM seckill_records WHERE activity_id = %s",
-        (activity_id,),
-    )
-    assert len(records) == sold == len({r["user_id"] for r in records})
-
-    def orders():
-        rows = stack.query(
-            "order_service",
-            "SELECT order_no, user_id FROM orders WHERE activity_id = %s",
-            (activity_id,),
-        )
-        return rows if len(rows) >= sold else None
-
-    rows = await eventually(orders, 30, "order_service to hold every sold order")
-    assert len(rows) == sold == len({r["user_id"] for r in rows})
-    assert len({r["order_no"] for r in rows}) == sold
-    assert {r["order_no"] for r in rows} == {r["order_no"] for r in records}
-    await eventually(
-        lambda: not stack.query("activity_service", "SELECT order_no FROM outbox"),
-        30,
-        "the outbox to drain",
-    )
+    assert not found, found
+    assert books.stock - books.remaining == len(books.orders) == sold
 
 
 async def test_services_register_pass_checks_and_deregister_on_sigterm_or_sigint(
@@ -231,13 +197,19 @@ async def test_two_order_instances_share_traffic_survive_a_kill_and_welcome_a_th
     third_id = service_id(stack, "order_c")
     await eventually(lambda: third_id in passing_ids(consul, "order_service"), 20, "order_c")
     third = await api.create_activity(stock=200)
-    deadline, sent = time.monotonic() + 20, 0
-    while not handoffs(stack, "order_c"):
-        assert time.monotonic() < deadline and sent < len(buyers), "order_c got no traffic"
+    sent = 0
+
+    async def order_c_took_one() -> bool:
+        nonlocal sent
+        if handoffs(stack, "order_c"):
+            return True
+        assert sent < len(buyers), "order_c got no traffic"
         reply = await api.seckill(third["id"], buyers[sent].token)
         assert reply.status == 201, reply
         sent += 1
-        await asyncio.sleep(0.05)
+        return False
+
+    await eventually(order_c_took_one, 20, "order_c to take a hand-off", interval=0.05)
 
     await assert_invariants(stack, first["id"], sold=40)
     await assert_invariants(stack, second["id"], sold=len(buyers))
@@ -261,10 +233,11 @@ async def test_services_start_without_consul_and_register_once_it_appears(own_st
         # Consul too, once its watches get an answer.
         api = Api(stack, session)
         buyer = await api.new_user()
-        deadline = time.monotonic() + 30
-        while (reply := await api.seckill(0, buyer.token)).status != 404:
-            assert time.monotonic() < deadline, f"activity_service never recovered: {reply}"
-            await asyncio.sleep(0.5)
+
+        async def recovered() -> bool:
+            return (await api.seckill(0, buyer.token)).status == 404
+
+        await eventually(recovered, 30, "activity_service to find its peers", interval=0.5)
         activity = await api.create_activity(stock=1)
         reply = await api.seckill(activity["id"], buyer.token)
         assert reply.status == 201, reply

@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 
-from tests.stack import ADMIN, ROOT
+from deployment.stack import ADMIN, ROOT
 
 LOCUSTFILE = ROOT / "deployment" / "locust" / "locustfile.py"
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from openapi_spec_validator import validate
 
-from tests.stack import ROOT, SERVICES
+from deployment.stack import ROOT, SERVICES
 
 # The documentation's own pages and assets are the only routes the document leaves out.
 DOCS = "/docs"

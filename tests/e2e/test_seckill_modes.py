@@ -7,8 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
+from deployment.poll import eventually
 from tests.factories import Api
-from tests.seckill_checks import SECKILL_MODES, StormResult, check_invariants, storm, wait_for
+from tests.seckill_checks import SECKILL_MODES, StormResult, check_invariants, storm
 
 MODES = pytest.mark.parametrize("mode", list(SECKILL_MODES), ids=list(SECKILL_MODES))
 
@@ -47,7 +48,7 @@ async def test_kill_9_of_activity_service_while_batches_are_in_flight(own_stack,
         result = StormResult()
 
         running = asyncio.create_task(storm(api, activity["id"], accounts, 10, result=result))
-        assert await wait_for(lambda: sum(result.created.values()) >= 30, timeout=60, interval=0.01)
+        await eventually(lambda: sum(result.created.values()) >= 30, 60, "30 orders", interval=0.01)
         stack.kill("activity_service")
         await running
 

@@ -5,8 +5,9 @@ import asyncio
 import aiohttp
 import pytest
 
+from deployment.poll import eventually
 from tests.factories import Api
-from tests.seckill_checks import StormResult, check_invariants, records, storm, wait_for
+from tests.seckill_checks import StormResult, check_invariants, records, storm
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ async def test_kill_9_of_every_service_mid_storm_loses_no_acknowledged_order(own
         result = StormResult()
 
         running = asyncio.create_task(storm(api, activity["id"], accounts, 3, result=result))
-        assert await wait_for(lambda: sum(result.created.values()) >= 50, timeout=60, interval=0.01)
+        await eventually(lambda: sum(result.created.values()) >= 50, 60, "50 orders", interval=0.01)
         stack.kill()  # all three, workers included, with no chance to clean up
         await running
 

@@ -8,9 +8,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.auth import ALGORITHM, ISSUER
+from deployment.stack import ADMIN
 from tests.e2e.expect import assert_field_error, assert_problem, mint_token, stack_key
 from tests.factories import PASSWORD
-from tests.stack import ADMIN
 
 SERVICES = ("user_service", "activity_service", "order_service")
 

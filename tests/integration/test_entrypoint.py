@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from tests.stack import ROOT, free_port, mysql_connect
+from deployment.poll import wait_until
+from deployment.stack import ROOT, free_port, mysql_connect
 
 ENTRYPOINT = [sys.executable, "-m", "deployment.entrypoint"]
 
@@ -64,15 +65,6 @@ class _Pipe(socketserver.BaseRequestHandler):
         pump(self.request, upstream)
         back.join()
         upstream.close()
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def healthy(port: int) -> bool:
@@ -126,13 +118,13 @@ def test_waits_for_mysql_then_migrates_and_serves(tmp_path, prefix):
         )
     forwarder = None
     try:
-        wait_for(lambda: "waiting for MySQL" in log.read_text(), 60, "the entrypoint to wait")
+        wait_until(lambda: "waiting for MySQL" in log.read_text(), 60, "the entrypoint to wait")
         time.sleep(1.5)
         assert proc.poll() is None, log.read_text()
         assert not healthy(port)
 
         forwarder = MySQLForwarder(mysql_port)
-        wait_for(lambda: healthy(port) or proc.poll() is not None, 90, "/health")
+        wait_until(lambda: healthy(port) or proc.poll() is not None, 90, "/health")
         assert healthy(port), log.read_text()
 
         text = log.read_text()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
+import aiomysql
 import pytest
 
 from activity_service import repository
@@ -16,7 +18,7 @@ from activity_service.seckill import Seckill, present_order
 from common.db import Database
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
-from tests.stack import mysql_connect
+from deployment.stack import mysql_connect
 
 
 class RecordingSeckill(Seckill):
@@ -188,29 +190,35 @@ async def test_a_failed_batch_fails_only_its_own_requests_and_changes_nothing(db
 
 async def test_stock_taken_between_the_read_and_the_update_is_never_oversold(db, monkeypatch):
     """The conditional UPDATE, not the read before it, decides: a batch that finds
-    less left than its snapshot said rolls back and shares out what is really left."""
+    less left than its snapshot said stores nothing and shares out what is really
+    left, in a transaction that reads it under the row lock."""
     activity_id = await new_activity(db, stock=5)
     seckill, deliveries = new_seckill(db)
-    read = repository.begin_with_activity_and_holders
+    script_for = repository.activity_and_holders
     reads = []
 
-    async def read_then_another_instance_sells(cur, *args):
-        result = await read(cur, *args)
-        reads.append(result[0]["remaining"])
-        if len(reads) == 1:  # after our snapshot, another instance takes 4 of the 5 units
-            with mysql_connect(db.settings.database) as conn, conn.cursor() as other:
-                other.execute(
-                    "UPDATE activities SET remaining = remaining - 4 WHERE id = %s", (activity_id,)
-                )
-                conn.commit()
-        return result
+    def read_then_another_instance_sells(activity_id_, users, lock_stock=False):
+        script = script_for(activity_id_, users, lock_stock=lock_stock)
 
-    monkeypatch.setattr(
-        repository, "begin_with_activity_and_holders", read_then_another_instance_sells
-    )
+        def read(results):
+            activity, holders = script.read(results)
+            reads.append((lock_stock, activity["remaining"]))
+            if len(reads) == 1:  # after our snapshot, another instance takes 4 of the 5 units
+                with mysql_connect(db.settings.database) as conn, conn.cursor() as other:
+                    other.execute(
+                        "UPDATE activities SET remaining = remaining - 4 WHERE id = %s",
+                        (activity_id,),
+                    )
+                    conn.commit()
+            return activity, holders
+
+        return dataclasses.replace(script, read=read)
+
+    monkeypatch.setattr(repository, "activity_and_holders", read_then_another_instance_sells)
     outcomes = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
 
-    assert reads == [5]  # the snapshot said 5; the share-out read again under the row lock
+    # The snapshot said 5; the share-out read again under the row lock, and found 1.
+    assert reads == [(False, 5), (True, 1)]
     assert outcomes[0].created and outcomes[0].order["user_id"] == 1  # the earliest request
     assert all(isinstance(o.error, SoldOut) for o in outcomes[1:])
     activity = await rows(db, "SELECT remaining FROM activities WHERE id = %s", activity_id)
@@ -244,3 +252,45 @@ async def test_new_orders_are_answered_once_order_service_holds_them_or_after_th
     late = await seckill.buy(activity_id, 2)  # order_service never answers this hand-off
     waited = asyncio.get_running_loop().time() - started
     assert late.created and 0.4 < waited < 2, waited
+
+
+async def test_while_stock_lasts_a_batch_is_two_round_trips(db, monkeypatch):
+    """START TRANSACTION with the read, then one script that ends in COMMIT: the hot
+    row is never locked across a round trip. A closed activity costs the same two."""
+    activity_id = await new_activity(db, stock=4)
+    seckill, _ = new_seckill(db)
+    sent: list[str] = []
+    execute = aiomysql.Cursor.execute
+
+    async def recording_execute(cur, query, args=None):
+        sent.append(query)
+        return await execute(cur, query, args)
+
+    for name in ("begin", "commit", "rollback"):
+        original = getattr(aiomysql.Connection, name)
+        monkeypatch.setattr(
+            aiomysql.Connection,
+            name,
+            lambda conn, _name=name, _original=original: sent.append(_name) or _original(conn),
+        )
+    monkeypatch.setattr(aiomysql.Cursor, "execute", recording_execute)
+
+    bought = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
+    assert all(o.created for o in bought)
+    assert len(sent) == 2, sent
+    assert sent[0].startswith("START TRANSACTION;")
+    assert sent[1].startswith("UPDATE activities SET remaining") and sent[1].endswith("COMMIT")
+
+    sent.clear()
+    late = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (4, 5)))
+    assert late[0].created and isinstance(late[1].error, SoldOut)
+    # Short of stock: nothing stored, ROLLBACK; then the share-out's two round trips.
+    assert [q.split(None, 1)[0] for q in sent] == ["START", "ROLLBACK", "START", "UPDATE"]
+    assert "FOR UPDATE" in sent[2] and sent[3].endswith("COMMIT")
+
+    await seckill.settle()
+    sent.clear()
+    other, _ = new_seckill(db)  # a worker that has not seen it sold out
+    refused = await other.buy(activity_id, 6)
+    assert isinstance(refused.error, SoldOut)
+    assert [q.split(None, 1)[0] for q in sent[:2]] == ["START", "COMMIT"], sent

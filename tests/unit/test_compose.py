@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from common.config import SERVICE_PORTS, Settings
+from common.config import SERVICE_PORTS
+from deployment.stack import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -201,11 +202,15 @@ def test_each_service_reads_its_compose_environment_as_intended(compose, name):
         "SERVICE_TOKEN": "a-token",
     }
     env = {k: interpolate(v, dotenv) for k, v in environment(compose["services"][name]).items()}
-    settings = Settings.from_env(env["SERVICE"], env)
+    settings = SETTINGS[env["SERVICE"]].from_env(env)
     assert (settings.host, settings.port) == ("0.0.0.0", SERVICE_PORTS[name])
     assert (settings.mysql_host, settings.mysql_password) == ("mysql", "root-pw")
     assert settings.consul_host == "consul" and settings.otel_endpoint == "http://jaeger:4318"
-    assert settings.admin_username == "admin" and settings.admin_password == "admin-pw"
+    if name == "user_service":
+        assert settings.admin_username == "admin" and settings.admin_password == "admin-pw"
+        assert settings.token_private_key == "a-pem"
+    else:
+        assert settings.service_token == "a-token"
     assert settings.peer_urls == {n: f"http://{n}:{p}" for n, p in SERVICE_PORTS.items()}
 
 

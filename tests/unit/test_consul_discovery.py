@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from aiohttp import web
 
-from common.config import Settings
 from common.discovery import ConsulResolver, Registration
+from deployment.poll import eventually
+from deployment.stack import free_port
+from order_service.settings import OrderSettings
 from tests.doubles.consul import ConsulDouble
-from tests.stack import free_port
-
-
-async def eventually(check, timeout: float = 15, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 class Instance:
@@ -49,10 +42,10 @@ def consul():
     double.stop()
 
 
-def settings_for(consul: ConsulDouble, port: int) -> Settings:
-    return Settings(
-        service_name="order_service",
-        port=port,
+def settings_for(consul: ConsulDouble, port: int) -> OrderSettings:
+    return OrderSettings(
+        service_token="unused",
+        order_service_port=port,
         consul_host=consul.host,
         consul_port=consul.port,
         consul_check_interval=0.2,

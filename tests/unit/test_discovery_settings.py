@@ -2,13 +2,14 @@
 
 import pytest
 
-from common.config import ConfigError, Settings
+from common.config import ConfigError
+from order_service.settings import OrderSettings
 
 BASE = {"SERVICE_TOKEN": "t"}
 
 
 def test_consul_settings_default_to_off_and_to_the_bind_host():
-    settings = Settings.from_env("order_service", {**BASE, "SERVICE_HOST": "10.0.0.5"})
+    settings = OrderSettings.from_env({**BASE, "SERVICE_HOST": "10.0.0.5"})
     assert settings.consul_host is None
     assert settings.advertise_host == "10.0.0.5"
     assert settings.consul_tags == ("seckill",)
@@ -17,8 +18,7 @@ def test_consul_settings_default_to_off_and_to_the_bind_host():
 
 
 def test_consul_settings_from_the_environment():
-    settings = Settings.from_env(
-        "order_service",
+    settings = OrderSettings.from_env(
         {
             **BASE,
             "CONSUL_HOST": "consul",
@@ -37,4 +37,4 @@ def test_consul_settings_from_the_environment():
 @pytest.mark.parametrize("value", ["soon", "0", "-1"])
 def test_a_bad_check_interval_stops_start_up_naming_it(value):
     with pytest.raises(ConfigError, match="CONSUL_CHECK_INTERVAL"):
-        Settings.from_env("order_service", {**BASE, "CONSUL_CHECK_INTERVAL": value})
+        OrderSettings.from_env({**BASE, "CONSUL_CHECK_INTERVAL": value})

@@ -3,7 +3,8 @@
 import pytest
 from opentelemetry import trace
 
-from common.config import ConfigError, Settings
+from activity_service.settings import ActivitySettings
+from common.config import ConfigError
 from common.tracing import INCOMING
 
 REQUIRED = {"SERVICE_TOKEN": "token"}
@@ -12,7 +13,7 @@ OTHER_TRACE_ID, OTHER_SPAN_ID = "a" * 32, "b" * 16
 
 
 def endpoint(**env: str) -> str | None:
-    return Settings.from_env("activity_service", {**REQUIRED, **env}).traces_url
+    return ActivitySettings.from_env({**REQUIRED, **env}).traces_url
 
 
 def test_tracing_is_off_without_an_endpoint():
@@ -53,6 +54,33 @@ def test_sdk_disabled_turns_tracing_off():
 def test_bad_tracing_settings_stop_start_up(env):
     with pytest.raises(ConfigError):
         endpoint(OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger:4318", **env)
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "_ARG"),
+    ],
+)
+def test_a_bad_tracing_setting_is_named(env, named):
+    with pytest.raises(ConfigError, match=named):
+        endpoint(**env)
+
+
+def test_the_traces_protocol_is_the_one_that_counts():
+    assert endpoint(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger:4318",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+    )
+
+
+def test_the_sampler_argument_matters_only_to_a_ratio_sampler():
+    on = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+    assert endpoint(**on, OTEL_TRACES_SAMPLER="ALWAYS_ON", OTEL_TRACES_SAMPLER_ARG="half")
 
 
 def test_a_ratio_sampler_is_accepted():

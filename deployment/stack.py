@@ -1,8 +1,8 @@
 """Real service processes on loopback ports, each with a fresh set of databases.
 
 A Stack is what `make run` starts, but on free ports and under a unique
-database prefix, so tests never touch a developer's data and can run beside
-`make run`. Processes run in their own process groups so a test can SIGKILL
+database prefix, so the tests and `make bench` never touch a developer's data
+and can run beside `make run`. Processes run in their own process groups so a test can SIGKILL
 a whole service, workers included, as a crash would.
 """
 
@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -23,13 +22,22 @@ from pathlib import Path
 
 import pymysql
 
+from activity_service.settings import ActivitySettings
 from common.auth import new_private_key_pem
 from common.config import Settings
 from common.db import Database
+from deployment.poll import wait_until
+from order_service.settings import OrderSettings
+from user_service.settings import UserSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("user_service", "activity_service", "order_service")
 ADMIN = ("admin", "admin-password-for-tests")
+SETTINGS: dict[str, type[Settings]] = {
+    "user_service": UserSettings,
+    "activity_service": ActivitySettings,
+    "order_service": OrderSettings,
+}
 
 
 def free_port() -> int:
@@ -57,7 +65,7 @@ async def scratch_database(
     """An open Database of service's settings under a fresh `sktest_` prefix, made by
     prepare(settings) and dropped afterwards: for tests against real MySQL in-process."""
     env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-    settings = Settings.from_env(service, env | {"SERVICE_TOKEN": "unused"})
+    settings = SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"})
     prepare(settings)
     database = Database(settings)
     await database.connect()
@@ -148,19 +156,20 @@ class Stack:
             self.wait_healthy(name)
 
     def wait_healthy(self, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             proc = self.procs[name]
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
             try:
                 with urllib.request.urlopen(self.url(name) + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
+                    return r.status == 200
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} did not become healthy:\n{self.log(name)}")
+                return False
+
+        try:
+            wait_until(healthy, timeout, f"{name} to answer /health")
+        except TimeoutError:
+            raise RuntimeError(f"{name} did not become healthy:\n{self.log(name)}") from None
 
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"
