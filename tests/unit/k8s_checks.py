@@ -9,14 +9,15 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import kubernetes_validate
 
-from common.config import SERVICE_PORTS, Settings
+from common.config import SECRET, SERVICE_PORTS
+from deployment.stack import SETTINGS
 from tests.unit.k8s_manifests import (
     POD_IP,
     ROOT,
@@ -48,43 +49,33 @@ DEFAULTED = {
 }
 # The migration init container serves nothing: it neither registers nor creates the admin.
 NOT_READ_BY_MIGRATIONS = {"SERVICE_ADVERTISE_HOST", "ADMIN_PASSWORD"}
-# Only user_service signs tokens and creates the admin account.
-USER_SERVICE_ONLY = {"TOKEN_PRIVATE_KEY", "ADMIN_PASSWORD"}
 # Containers that must write to their root filesystem, and why.
 WRITABLE_ROOT = {"mysql": "mysqld writes its socket and pid file under /var/run/mysqld"}
 
 
-class Recorder(Mapping):
-    """An environment that remembers every name looked up in it."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values, self.asked = values, set()
-
-    def __getitem__(self, name: str) -> str:
-        self.asked.add(name)
-        return self.values[name]
-
-    def __contains__(self, name: object) -> bool:
-        self.asked.add(name)
-        return name in self.values
-
-    def __iter__(self):
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
 @cache
 def names_read(service: str) -> frozenset[str]:
-    """Every variable this service's processes read: Settings.from_env, the entrypoint, and
-    every setting .env_template documents (which also covers the OTEL_* the SDK reads)."""
-    env = Recorder({"SERVICE_TOKEN": "x", "TOKEN_PRIVATE_KEY": "x"})
-    Settings.from_env(service, env)
+    """Every variable this service's processes read: a field of its settings class (a secret
+    also as NAME_FILE), the entrypoint's, and the OTEL_* of .env_template the SDK reads."""
+    names = set(READ_BY_ENTRYPOINT)
+    for name, field in SETTINGS[service].model_fields.items():
+        variable = str(field.validation_alias or name).upper()
+        names.add(variable)
+        if SECRET in field.metadata:
+            names.add(f"{variable}_FILE")
+    return frozenset(names | otel_sdk_names())
+
+
+def otel_sdk_names() -> set[str]:
+    template = (ROOT / ".env_template").read_text()
+    return set(re.findall(r"^#?\s*(OTEL_[A-Z0-9_]*)=", template, re.M))
+
+
+def documented_names() -> set[str]:
+    """Every variable .env_template names that some service process reads."""
     template = (ROOT / ".env_template").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", template, re.M))
-    listed = {name for name in listed if not name.startswith("LOCUST_")}
-    return frozenset((env.asked | listed | READ_BY_ENTRYPOINT) - NOT_READ_BY_SERVICES)
+    return {name for name in listed if not name.startswith("LOCUST_")} - NOT_READ_BY_SERVICES
 
 
 def base_name(name: str) -> str:
@@ -129,22 +120,20 @@ def check_env(docs: list[Doc], overlay: str) -> list[str]:
             continue
         if spec.get("enableServiceLinks") is not False:
             problems.append(f"{where}: service links would set *_SERVICE_PORT=tcp://...")
-        read = names_read(service)
-        known = read | {f"{base_name(name)}_FILE" for name in read}
+        # the ConfigMap is shared: a name is known if any of the three services reads it
+        known = set().union(*(names_read(name) for name in SERVICE_PORTS))
         for name in sorted(set(env) - known):
             problems.append(f"{where} sets {name}, which no service reads (a typo?)")
-        for name in sorted(read):
+        for name in sorted(names_read(service)):
             given = {name, base_name(name), f"{base_name(name)}_FILE"} & set(env)
-            unused = (service != "user_service" and base_name(name) in USER_SERVICE_ONLY) or (
-                "ports" not in container and base_name(name) in NOT_READ_BY_MIGRATIONS
-            )
+            unused = "ports" not in container and base_name(name) in NOT_READ_BY_MIGRATIONS
             if not given and name not in DEFAULTED and not unused:
                 problems.append(f"{where} leaves {name} unset")
     return problems
 
 
 def settings_of(docs: list[Doc], service: str, spec: Doc, container: Doc, scratch: Path):
-    """Settings.from_env on the container's environment, its *_FILE paths served from the
+    """The service's settings from the container's environment, its *_FILE paths served from the
     files its mounts would hold; returns (settings or None, problems, the local env)."""
     env = container_env(docs, container)
     files = mounted_files(docs, spec, container)
@@ -158,7 +147,7 @@ def settings_of(docs: list[Doc], service: str, spec: Doc, container: Doc, scratc
             local.write_text(files[path])
             env[name] = str(local)
     try:
-        return Settings.from_env(service, env), problems, env
+        return SETTINGS[service].from_env(env), problems, env
     except SystemExit as exc:
         return None, [*problems, f"{container['name']}: {exc}"], env
 
@@ -191,7 +180,8 @@ def check_settings(docs: list[Doc], overlay: str) -> list[str]:
                 problems.append(f"{container['name']}: listens on {settings.host}:{settings.port}")
             if not settings.mysql_password or not settings.service_token:
                 problems.append(f"{container['name']}: MySQL password or service token empty")
-            if service == "user_service" and "PRIVATE KEY" not in settings.token_private_key:
+            key = getattr(settings, "token_private_key", None)
+            if service == "user_service" and "PRIVATE KEY" not in (key or ""):
                 problems.append(f"{container['name']}: the signing key is not a PEM key")
             for peer, url in settings.peer_urls.items():
                 if why := service_answering(docs, url):

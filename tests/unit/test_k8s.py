@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from common.config import SERVICE_PORTS
-from tests.unit.k8s_checks import CHECKS, check_schema
+from tests.unit.k8s_checks import CHECKS, check_schema, documented_names, names_read
 from tests.unit.k8s_manifests import (
     K8S,
     OVERLAYS,
@@ -311,3 +311,9 @@ def test_a_pod_registering_another_address_fails_the_settings_check(tree, tmp_pa
     manifest.write_text(manifest.read_text().replace("status.podIP", "status.hostIP"))
     problems = CHECKS["settings"](render(broken, "prod-consul"), "prod-consul")
     assert problems == ["order-service: registers field"]
+
+
+def test_the_variables_checked_cover_every_service_setting_env_template_documents():
+    read = set().union(*(names_read(name) for name in SERVICE_PORTS))
+    assert read >= {"MYSQL_HOST", "SERVICE_TOKEN_FILE", "TOKEN_PRIVATE_KEY", "SECKILL_BATCH_MAX"}
+    assert documented_names() - read == set()
