@@ -1,18 +1,16 @@
 """Each service's OpenAPI document is valid, complete, and lists exactly the routes it has."""
 
-import importlib
 import re
 
 import pytest
 from openapi_spec_validator import validate
 
-from deployment.stack import SERVICES, SETTINGS
+from deployment.stack import SERVICES
+from tests.routes import app_routes
 
 # The documentation's own pages and assets are the only routes the document leaves out.
 DOCS = "/docs"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-# Sanic answers these on its own; OpenAPI leaves them out.
-AUTOMATIC = {"HEAD", "OPTIONS"}
 
 
 def operations(document: dict) -> list[tuple[str, str, dict]]:
@@ -22,17 +20,6 @@ def operations(document: dict) -> list[tuple[str, str, dict]]:
         for method, operation in item.items()
         if method in HTTP_METHODS
     ]
-
-
-def app_routes(stack, service: str) -> set[tuple[str, str]]:
-    """(method, path) of every route a fresh create_app() of the service has, built here."""
-    factory = importlib.import_module(f"{service}.app").create_app
-    app = factory(SETTINGS[service].from_env(stack.env))
-    found = set()
-    for route in app.router.routes:
-        path = "/" + re.sub(r"<(\w+)(:[^>]*)?>", r"{\1}", route.path)
-        found.update((method, path) for method in route.methods - AUTOMATIC)
-    return found
 
 
 async def document_of(api, service: str) -> dict:
@@ -53,7 +40,7 @@ async def test_document_is_valid_openapi(api, service):
 @pytest.mark.parametrize("service", SERVICES)
 async def test_document_lists_every_route_and_only_those(api, stack, service):
     document = await document_of(api, service)
-    routes = app_routes(stack, service)
+    routes = app_routes(service, stack.env)
 
     documented = {(method, path) for method, path, _ in operations(document)}
     served = {(m, p) for m, p in routes if p != DOCS and not p.startswith(DOCS + "/")}

@@ -4,10 +4,7 @@ can assert there are none, and another can break a manifest and see the check na
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
@@ -18,6 +15,7 @@ import kubernetes_validate
 
 from common.config import SECRET, SERVICE_PORTS
 from deployment.stack import SETTINGS
+from tests.routes import app_routes
 from tests.unit.k8s_manifests import (
     POD_IP,
     ROOT,
@@ -201,31 +199,6 @@ def check_settings(docs: list[Doc], overlay: str) -> list[str]:
     return problems
 
 
-ROUTES: dict[str, frozenset[tuple[str, str]]] = {}
-
-
-def routes_of(service: str, env: dict[str, str]) -> frozenset[tuple[str, str]]:
-    """The routes a fresh create_app() of the service has, built (once) from this environment."""
-    if service not in ROUTES:
-        ROUTES[service] = _build_routes(service, env)
-    return ROUTES[service]
-
-
-def _build_routes(service: str, env: dict[str, str]) -> frozenset[tuple[str, str]]:
-    env = {**env, "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.e2e.routes_of", service],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"building {service} from its manifest env failed:\n{result.stderr}")
-    return frozenset(tuple(route) for route in json.loads(result.stdout))
-
-
 def probe_port(container: Doc, port: int | str) -> int | None:
     for declared in container.get("ports", []):
         if port in (declared.get("name"), declared["containerPort"]):
@@ -241,7 +214,7 @@ def check_probes(docs: list[Doc], overlay: str) -> list[str]:
             if "ports" not in container:
                 continue  # the migration init container serves nothing
             _, _, env = settings_of(docs, service, spec, container, Path(scratch))
-            routes = routes_of(service, env)
+            routes = app_routes(service, env)
             expected = {"readinessProbe": "/health", "livenessProbe": "/livez"}
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(kind)
