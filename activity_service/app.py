@@ -1,5 +1,8 @@
 """activity_service app factory."""
 
+import asyncio
+from contextlib import suppress
+
 from sanic import Sanic
 
 from activity_service.relay import OrderRelay
@@ -46,11 +49,15 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:
-        app.add_task(app.ctx.relay.run(), name="order_relay")
+        # A plain task, stopped below: Sanic warns about every app task it has to cancel.
+        app.ctx.relay_loop = asyncio.create_task(app.ctx.relay.run(), name="order_relay")
 
     @app.before_server_stop
     async def finish_handoffs(app: Sanic) -> None:
         await app.ctx.seckill.settle()
         await app.ctx.relay.drain()
+        app.ctx.relay_loop.cancel()
+        with suppress(asyncio.CancelledError):
+            await app.ctx.relay_loop
 
     return app

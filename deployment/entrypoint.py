@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pymysql
+from pydantic import ValidationError
 
 from common.config import SERVICE_PORTS, Settings
 
@@ -62,6 +63,22 @@ def wait_for_mysql(settings: Settings, timeout: float) -> None:
             continue
         log(f"MySQL at {where} is up (attempt {attempts})")
         return
+
+
+def admin_problem(username: str, password: str) -> str | None:
+    """None when the admin could log in: the same rules as registration, else the rule broken."""
+    from user_service.schemas import Credentials
+
+    try:
+        Credentials(username=username, password=password)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = f"ADMIN_{str(error['loc'][0]).upper()}"
+        rule = error["msg"][0].lower() + error["msg"][1:]
+        if variable == "ADMIN_USERNAME":
+            rule += " (letters, digits, _ . -)"
+        return f"{variable} breaks the rule every login follows: {rule}; change it in .env"
+    return None
 
 
 def migrate(name: str) -> None:
@@ -109,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "health":
         sys.exit(health(name))
     settings = Settings.from_env(name)
+    if settings.admin_username and settings.admin_password:
+        problem = admin_problem(settings.admin_username, settings.admin_password)
+        if problem:
+            sys.exit(f"entrypoint: {problem}")
     wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))
     migrate(name)
     if args.command == "serve":
