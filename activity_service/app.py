@@ -7,6 +7,7 @@ from sanic import Sanic
 
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp
+from activity_service.schemas import example_window
 from activity_service.seckill import Seckill
 from activity_service.service import ActivityService
 from common.auth import setup_remote_keys
@@ -15,7 +16,7 @@ from common.config import Settings
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
-from common.openapi import setup_openapi
+from common.openapi import live_examples, setup_openapi
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     setup_remote_keys(app)
     setup_health(app)
     setup_openapi(app)
+    live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
 
     @app.before_server_start
