@@ -3,11 +3,12 @@
 python -m deployment.entrypoint serve          wait for MySQL, migrate, then exec the service
 python -m deployment.entrypoint migrate        wait for MySQL, migrate, exit
 python -m deployment.entrypoint health         exit 0 when this container's /health says ok
-python -m deployment.entrypoint init-secrets DIR
-                                               create the signing key and service credential
-                                               in DIR once; never overwrite them, except a
-                                               signing key that is not RSA-2048 or larger
-                                               (an older Ed25519 key), which is replaced
+python -m deployment.entrypoint init-secrets DIR [KEY_DIR]
+                                               create the service credential in DIR and the
+                                               signing key in KEY_DIR (default DIR) once; never
+                                               overwrite them, except a signing key that is not
+                                               RSA-2048 or larger (an older Ed25519 key), which
+                                               is replaced
 """
 
 from __future__ import annotations
@@ -97,12 +98,17 @@ def health(name: str) -> int:
         return 1
 
 
-def init_secrets(directory: Path) -> None:
-    """Generate what user_service signs with and what services show each other, once."""
+def init_secrets(directory: Path, key_directory: Path | None = None) -> None:
+    """Generate what user_service signs with and what services show each other, once.
+
+    The signing key may go to a directory of its own: only user_service mounts it.
+    """
     from common.auth import ensure_signing_key
 
-    directory.mkdir(parents=True, exist_ok=True)
-    done = ensure_signing_key(directory / "token_key.pem")
+    key_directory = key_directory or directory
+    for path in {directory, key_directory}:
+        path.mkdir(parents=True, exist_ok=True)
+    done = ensure_signing_key(key_directory / "token_key.pem")
     if done:
         log(done)
     token_file = directory / "service_token"
@@ -116,11 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deployment.entrypoint")
     parser.add_argument("command", choices=["serve", "migrate", "health", "init-secrets"])
     parser.add_argument("directory", nargs="?", type=Path, help="for init-secrets")
+    parser.add_argument(
+        "key_directory", nargs="?", type=Path, help="for init-secrets: the signing key's"
+    )
     args = parser.parse_args(argv)
     if args.command == "init-secrets":
         if args.directory is None:
             parser.error("init-secrets needs a directory")
-        init_secrets(args.directory)
+        init_secrets(args.directory, args.key_directory)
         return
     name = service_name()
     if args.command == "health":
