@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -338,17 +339,28 @@ def test_make_demo_says_so_when_make_run_is_not_up(checkout):
     assert "does not answer" in result.stderr and "make run" in result.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_make_itself_stops_every_service(checkout, sig):
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [
+        (signal.SIGINT, False),  # `kill -INT <make's pid>`
+        (signal.SIGTERM, False),
+        (signal.SIGINT, True),  # Ctrl-C in a terminal: make and its recipe both get it
+    ],
+)
+def test_a_signal_to_make_itself_stops_every_service(checkout, sig, group):
     run = checkout.start()
     checkout.wait_for(run, READY)
-    run.send_signal(sig)  # make's own pid, as `kill -INT <make's pid>`
+    if group:
+        os.killpg(run.pid, sig)
+    else:
+        run.send_signal(sig)
     try:
         run.wait(timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail(f"make run ignored {sig.name}:\n{checkout.log()[-2000:]}")
     assert processes_from(checkout.path) == []
-    assert "Shutdown interrupted" not in checkout.log()
+    log = checkout.log()
+    assert "Shutdown interrupted" not in log and "make: ***" not in log, log[-2000:]
 
 
 def test_make_reset_drops_this_prefix_after_a_confirmation_or_with_force(checkout):
@@ -366,3 +378,37 @@ def test_make_reset_drops_this_prefix_after_a_confirmation_or_with_force(checkou
     forced = checkout.make("reset", "FORCE=1")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert databases() == set()
+
+
+def service_alone(command: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m order_service <command>` as the container's entrypoint runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "order_service", command],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SERVICE_TOKEN": "unused", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_service_started_alone_on_a_port_in_use_says_which_in_one_line():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = service_alone("serve", SERVICE_HOST="127.0.0.1", ORDER_SERVICE_PORT=str(port))
+    assert result.returncode != 0
+    assert f"order_service: port {port} (order_service) is already in use" in result.stderr
+    assert "ORDER_SERVICE_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_service_started_alone_without_mysql_says_where_it_looked(command):
+    port = free_port()
+    result = service_alone(
+        command, MYSQL_HOST="127.0.0.1", MYSQL_PORT=str(port), ORDER_SERVICE_PORT=str(free_port())
+    )
+    assert result.returncode != 0
+    assert f"cannot reach MySQL at 127.0.0.1:{port}: is it running?" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
