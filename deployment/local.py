@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pymysql
@@ -243,7 +244,13 @@ def run(env: dict[str, str]) -> int:
             (LOCAL / "run.pid").unlink()
 
 
-def supervise(children, settings, env, parent, stopping) -> int:
+def supervise(
+    children: dict[str, subprocess.Popen],
+    settings: dict[str, Settings],
+    env: dict[str, str],
+    parent: int,
+    stopping: Callable[[], bool],
+) -> int:
     """Until a stop is asked for or a service exits; prints the banner once all answer."""
     waiting = {name: base_url(s) for name, s in settings.items()}
     started = time.monotonic()
