@@ -134,9 +134,18 @@ def running_pid() -> int | None:
     """The pid of this checkout's `make run`, if one is running."""
     try:
         pid = int((LOCAL / "run.pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        if Path("/proc/self").exists():
+            return None
+        try:  # no /proc (macOS): a live pid has to do
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
     return pid if b"deployment.local" in cmdline else None
 
 
@@ -280,7 +289,7 @@ def stop_run() -> int:
     print(f"make stop: stopping make run (pid {pid})", flush=True)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT + 5
-    while running_pid() == pid and Path(f"/proc/{pid}").exists():
+    while running_pid() == pid:
         if time.monotonic() > deadline:
             print(f"make stop: pid {pid} is still running", file=sys.stderr)
             return 1
