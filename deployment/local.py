@@ -11,6 +11,7 @@ python -m deployment.local load ARGS  # Locust against the local run, admin from
 from __future__ import annotations
 
 import argparse
+import ctypes
 import difflib
 import os
 import re
@@ -37,6 +38,7 @@ LOCAL = ROOT / ".local"
 SERVICES = ("user_service", "activity_service", "order_service")
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 120.0
+PR_SET_PDEATHSIG = 1
 
 
 def fail(message: str) -> int:
@@ -191,6 +193,14 @@ def banner(settings: dict[str, Settings], env: dict[str, str]) -> str:
     return "\n".join([*lines, ""])
 
 
+def stop_with_us() -> None:
+    """Run in each service before exec: SIGTERM once make run has gone, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def stop_services(children: dict[str, subprocess.Popen]) -> None:
     """SIGTERM each service, then end whatever is left of its process group.
 
@@ -245,6 +255,7 @@ def run(env: dict[str, str]) -> int:
                 env=env_for(name, env),
                 cwd=ROOT,
                 start_new_session=True,  # signals reach it from here only, never twice
+                preexec_fn=stop_with_us,
             )
         return supervise(children, settings, env, parent, lambda: stopping)
     finally:

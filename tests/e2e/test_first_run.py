@@ -412,3 +412,14 @@ def test_a_service_started_alone_without_mysql_says_where_it_looked(command):
     assert result.returncode != 0
     assert f"cannot reach MySQL at 127.0.0.1:{port}: is it running?" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_services_stop_even_when_make_run_itself_is_killed(checkout):
+    run = checkout.start()
+    checkout.wait_for(run, READY)
+    os.kill(int((checkout.path / ".local" / "run.pid").read_text()), signal.SIGKILL)
+    run.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while processes_from(checkout.path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_from(checkout.path) == []
