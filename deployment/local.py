@@ -238,17 +238,17 @@ def run(env: dict[str, str]) -> int:
     other = running_pid()
     if other:
         return fail(f"already running here (pid {other}); `make stop` stops it")
-    settings, problems = preflight(env)
-    if problems:
-        for problem in problems:
-            fail(problem)
-        return 1
-    code = migrate(env)
-    if code or stopping:
-        return code
-    (LOCAL / "run.pid").write_text(str(os.getpid()))
+    (LOCAL / "run.pid").write_text(str(os.getpid()))  # `make stop` works from here on
     children: dict[str, subprocess.Popen] = {}
     try:
+        settings, problems = preflight(env)
+        for problem in problems:
+            fail(problem)
+        if problems:
+            return 1
+        code = migrate(env)
+        if code or stopping:
+            return code
         for name in SERVICES:
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", name],
