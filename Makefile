@@ -1,29 +1,49 @@
-# make run   - set up .venv, databases and tables, then run the three services (Ctrl-C stops them)
-# make test  - the same set-up, then the whole test suite
-# make test-fast - unit and in-process app tests only (real MySQL, no service processes)
-# make bench - the seckill benchmark (prints figures; asserts nothing about speed)
-# make load  - a Locust flash sale against `make run` (LOAD_ARGS; LOAD_ARGS= opens the web UI)
+# `make` or `make help` lists the targets; each one's line is its `## ` comment below.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per requirements file: `make run` needs only requirements.txt, the developer
+# targets add requirements-dev.txt.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-dev
 
 LOAD_ARGS ?= --headless --users 200 --spawn-rate 100 --run-time 2m
 
-.PHONY: run test test-fast bench load lint migrate clean
+.DEFAULT_GOAL := help
+.PHONY: help run stop reset demo test test-fast bench load lint migrate clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+help: ## list the targets (this)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z-]+:[^#]*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-migrate: $(STAMP)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): requirements.txt | $(VENV)/bin/python
+	@echo "installing what the services need (requirements.txt) into $(VENV)"
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(STAMP): requirements-dev.txt $(RUN_STAMP)
+	@echo "installing the development tools (requirements-dev.txt: pytest, ruff, locust, schemathesis, playwright, ...) into $(VENV)"
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+migrate: $(RUN_STAMP) ## create the databases and tables only
 	$(PY) -m deployment.local migrate
 
-run: $(STAMP)
+run: $(RUN_STAMP) ## set up .venv, databases and tables, then run the three services (Ctrl-C or `make stop` stops them)
 	$(PY) -m deployment.local run
+
+stop: $(RUN_STAMP) ## stop the `make run` of this checkout (from another shell)
+	$(PY) -m deployment.local stop
+
+reset: $(RUN_STAMP) ## drop this prefix's databases after a confirmation (FORCE=1: without asking)
+	FORCE=$(FORCE) $(PY) -m deployment.local reset
+
+demo: $(RUN_STAMP) ## register, log in, create an activity, buy, list orders: against `make run`
+	$(PY) -m deployment.demo
 
 # The Swagger UI test drives Debian's Chromium (never a browser download of Playwright's own).
 CHROMIUM := /usr/bin/chromium
@@ -33,21 +53,29 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+# The benchmark drives wrk, from Debian's package.
+WRK := /usr/bin/wrk
+
+$(WRK):
+	@echo "installing Debian's wrk for the benchmark (needs root and apt)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+
+test: $(STAMP) $(CHROMIUM) ## the development tools too, then the whole test suite (PYTEST_ARGS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) ## unit and in-process app tests only (real MySQL, no service processes; PYTEST_ARGS)
 	$(PY) -m pytest tests/unit tests/app $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(WRK) ## the seckill benchmark (prints figures; asserts nothing about speed)
 	$(PY) -m deployment.bench $(BENCH_ARGS)
 
-load: $(STAMP)
+load: $(STAMP) ## a Locust flash sale against `make run` (LOAD_ARGS; LOAD_ARGS= opens the web UI)
 	$(PY) -m deployment.local load $(LOAD_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
+clean: ## remove .venv and caches (keeps the databases: see `make reset`)
 	rm -rf $(VENV) .pytest_cache

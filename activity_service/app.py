@@ -1,9 +1,13 @@
 """activity_service app factory."""
 
+import asyncio
+from contextlib import suppress
+
 from sanic import Sanic
 
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp
+from activity_service.schemas import example_window
 from activity_service.seckill import Seckill
 from activity_service.service import ActivityService
 from activity_service.settings import ActivitySettings
@@ -12,7 +16,7 @@ from common.client import setup_client
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
-from common.openapi import setup_openapi
+from common.openapi import live_examples, setup_openapi
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
@@ -29,6 +33,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     setup_remote_keys(app)
     setup_health(app)
     setup_openapi(app)
+    live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
 
     @app.before_server_start
@@ -46,11 +51,15 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:
-        app.add_task(app.ctx.relay.run(), name="order_relay")
+        # A plain task, stopped below: Sanic warns about every app task it has to cancel.
+        app.ctx.relay_loop = asyncio.create_task(app.ctx.relay.run(), name="order_relay")
 
     @app.before_server_stop
     async def finish_handoffs(app: Sanic) -> None:
         await app.ctx.seckill.settle()
         await app.ctx.relay.drain()
+        app.ctx.relay_loop.cancel()
+        with suppress(asyncio.CancelledError):
+            await app.ctx.relay_loop
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -35,6 +36,15 @@ class ActivityCreate(_Strict):
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
+
+
+def example_window() -> dict[str, str]:
+    """An ActivityCreate window open now and for an hour: the document's example, made live."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {
+        "starts_at": (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+        "ends_at": (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+    }
 
 
 class ActivityPatch(_Strict):

@@ -66,6 +66,7 @@ def migrate(
         database.execute_sql("SELECT GET_LOCK(%s, 60)", (f"{settings.database}.migrate",))
         try:
             SchemaVersion.bind(database)
+            fresh = not SchemaVersion.table_exists()
             database.create_tables([SchemaVersion, *models], safe=True)
             applied = {row.version for row in SchemaVersion.select()}
             migrator = MySQLMigrator(database)
@@ -79,7 +80,10 @@ def migrate(
             current = max([0, *applied, *(v for v, _ in migrations)])
         finally:
             database.execute_sql("SELECT RELEASE_LOCK(%s)", (f"{settings.database}.migrate",))
-    logger.info("database %s is at schema version %s", settings.database, current)
+    if fresh:
+        logger.info("created the tables of database %s", settings.database)
+    else:
+        logger.info("database %s is at schema version %s", settings.database, current)
     return current
 
 

@@ -214,6 +214,14 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
     _replace_handler(app, SPEC_URI, _document)
 
 
+def live_examples(app: Sanic, schema: str, make: Callable[[], dict[str, Any]]) -> None:
+    """Examples of schema's fields made each time the document is served: make() -> {field: ...}.
+
+    For values that go stale, such as a sale window that must contain the moment of reading.
+    """
+    app.ctx.openapi_live_examples = {**getattr(app.ctx, "openapi_live_examples", {}), schema: make}
+
+
 async def _oauth2_redirect(request: Request, page: Path) -> HTTPResponse:
     return await file(page, mime_type="text/html")
 
@@ -225,6 +233,10 @@ async def _document(request: Request) -> HTTPResponse:
         # The schemas are pydantic's JSON Schema 2020-12, which is OpenAPI 3.1's dialect.
         document["openapi"] = OPENAPI_VERSION
         app.ctx.openapi_document = document
+    schemas = app.ctx.openapi_document.get("components", {}).get("schemas", {})
+    for schema, make in getattr(app.ctx, "openapi_live_examples", {}).items():
+        for field, example in make().items():
+            schemas[schema]["properties"][field]["examples"] = [example]
     return json(
         app.ctx.openapi_document,
         dumps=partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS),

@@ -3,16 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import socket
 import sys
 from functools import partial
 
+import peewee
+import pymysql
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from common.config import Settings
 from common.logs import setup_logging
+
+# pymysql's codes for "nothing answered at that address" (refused, unknown host, lost, timeout).
+_UNREACHABLE = {2003, 2005, 2006, 2013}
+_ACCESS_DENIED = 1045
+
+
+def mysql_problem_text(settings: Settings, exc: Exception) -> str:
+    """One line saying what a failed MySQL login means and where to fix it."""
+    where = f"{settings.mysql_host}:{settings.mysql_port}"
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code in _UNREACHABLE:
+        return f"cannot reach MySQL at {where}: is it running? see MYSQL_HOST/MYSQL_PORT in .env"
+    if code == _ACCESS_DENIED:
+        return (
+            f"MySQL at {where} denied access to user {settings.mysql_user!r}: "
+            "set MYSQL_USER/MYSQL_PASSWORD in .env"
+        )
+    return f"MySQL at {where} failed: {exc.args[-1] if exc.args else exc}"
+
+
+def mysql_problem(settings: Settings) -> str | None:
+    """None when settings' MySQL login works, else one line naming the cause and the fix."""
+    try:
+        pymysql.connect(
+            host=settings.mysql_host,
+            port=settings.mysql_port,
+            user=settings.mysql_user,
+            password=settings.mysql_password,
+            connect_timeout=5,
+        ).close()
+    except pymysql.err.MySQLError as exc:
+        return mysql_problem_text(settings, exc)
+    return None
+
+
+def port_problem(settings: Settings) -> str | None:
+    """None when the service's port is free to listen on, else one line naming the fix."""
+    variable = f"{settings.service_name.upper()}_PORT"
+    with socket.socket() as sock:
+        # As the server will: a port left in TIME_WAIT by a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {settings.port} ({settings.service_name}) is already in use: "
+                    f"stop what holds it, or set {variable} in .env to another port"
+                )
+            return (
+                f"cannot listen on {settings.host}:{settings.port} ({settings.service_name}): "
+                f"{exc.strerror}; see SERVICE_HOST/{variable} in .env"
+            )
+    return None
 
 
 def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
@@ -25,8 +83,15 @@ def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
     setup_logging(service_name, settings.log_level)
     if args.command == "migrate":
         models = importlib.import_module(f"{service_name}.models")
-        models.run_migrations(settings)
+        try:
+            models.run_migrations(settings)
+        except (pymysql.err.MySQLError, peewee.OperationalError) as exc:
+            sys.exit(f"{service_name}: {mysql_problem_text(settings, exc)}")
         return
+    # Checked before Sanic starts: its workers would each fail with a traceback instead.
+    problem = port_problem(settings) or mysql_problem(settings)
+    if problem:
+        sys.exit(f"{service_name}: {problem}")
     serve(service_name, settings)
 
 

@@ -20,6 +20,8 @@ from common.openapi import Health, json_response, problem_response
 access_logger = logging.getLogger("seckill.access")
 
 MAX_BODY_BYTES = 1024 * 1024
+# Logged for a request whose client closed the connection before the answer (nginx's code).
+CLIENT_CLOSED = 499
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -66,13 +68,18 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
         response.headers["X-Request-ID"] = request_id
         if settings.access_log:
             started = getattr(request.ctx, "started", time.perf_counter())
+            status = response.status
+            if request.transport.is_closing():
+                # The client left before the answer (one that gave up while a worker was still
+                # starting): nobody gets Sanic's 500, so log it as nginx does, 499.
+                status = CLIENT_CLOSED
             access_logger.info(
                 "%s %s %s",
                 request.method,
                 request.path,
-                response.status,
+                status,
                 extra={
-                    "status": response.status,
+                    "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "request_id": request_id,
                 },

@@ -3,11 +3,12 @@
 python -m deployment.entrypoint serve          wait for MySQL, migrate, then exec the service
 python -m deployment.entrypoint migrate        wait for MySQL, migrate, exit
 python -m deployment.entrypoint health         exit 0 when this container's /health says ok
-python -m deployment.entrypoint init-secrets DIR
-                                               create the signing key and service credential
-                                               in DIR once; never overwrite them, except a
-                                               signing key that is not RSA-2048 or larger
-                                               (an older Ed25519 key), which is replaced
+python -m deployment.entrypoint init-secrets DIR [KEY_DIR]
+                                               create the service credential in DIR and the
+                                               signing key in KEY_DIR (default DIR) once; never
+                                               overwrite them, except a signing key that is not
+                                               RSA-2048 or larger (an older Ed25519 key), which
+                                               is replaced
 """
 
 from __future__ import annotations
@@ -22,18 +23,12 @@ import urllib.request
 from pathlib import Path
 
 import pymysql
+from pydantic import ValidationError
 
-from activity_service.settings import ActivitySettings
 from common.config import SERVICE_PORTS, Settings
 from common.retry import Retrying
-from order_service.settings import OrderSettings
+from deployment.services import SETTINGS
 from user_service.settings import UserSettings
-
-SETTINGS: dict[str, type[Settings]] = {
-    "user_service": UserSettings,
-    "activity_service": ActivitySettings,
-    "order_service": OrderSettings,
-}
 
 
 def log(message: str) -> None:
@@ -72,6 +67,22 @@ def wait_for_mysql(settings: Settings, timeout: float) -> None:
     log(f"MySQL at {where} is up (attempt {attempt.number})")
 
 
+def admin_problem(username: str, password: str) -> str | None:
+    """None when the admin could log in: the same rules as registration, else the rule broken."""
+    from user_service.schemas import Credentials
+
+    try:
+        Credentials(username=username, password=password)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = f"ADMIN_{str(error['loc'][0]).upper()}"
+        rule = error["msg"][0].lower() + error["msg"][1:]
+        if variable == "ADMIN_USERNAME":
+            rule += " (letters, digits, _ . -)"
+        return f"{variable} breaks the rule every login follows: {rule}; change it in .env"
+    return None
+
+
 def migrate(name: str) -> None:
     result = subprocess.run([sys.executable, "-m", name, "migrate"], check=False)
     if result.returncode != 0:
@@ -88,12 +99,17 @@ def health(name: str) -> int:
         return 1
 
 
-def init_secrets(directory: Path) -> None:
-    """Generate what user_service signs with and what services show each other, once."""
+def init_secrets(directory: Path, key_directory: Path | None = None) -> None:
+    """Generate what user_service signs with and what services show each other, once.
+
+    The signing key may go to a directory of its own: only user_service mounts it.
+    """
     from common.auth import ensure_signing_key
 
-    directory.mkdir(parents=True, exist_ok=True)
-    done = ensure_signing_key(directory / "token_key.pem")
+    key_directory = key_directory or directory
+    for path in {directory, key_directory}:
+        path.mkdir(parents=True, exist_ok=True)
+    done = ensure_signing_key(key_directory / "token_key.pem")
     if done:
         log(done)
     token_file = directory / "service_token"
@@ -107,16 +123,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deployment.entrypoint")
     parser.add_argument("command", choices=["serve", "migrate", "health", "init-secrets"])
     parser.add_argument("directory", nargs="?", type=Path, help="for init-secrets")
+    parser.add_argument(
+        "key_directory", nargs="?", type=Path, help="for init-secrets: the signing key's"
+    )
     args = parser.parse_args(argv)
     if args.command == "init-secrets":
         if args.directory is None:
             parser.error("init-secrets needs a directory")
-        init_secrets(args.directory)
+        init_secrets(args.directory, args.key_directory)
         return
     name = service_name()
     if args.command == "health":
         sys.exit(health(name))
     settings = SETTINGS[name].from_env()
+    if isinstance(settings, UserSettings) and settings.admin_username and settings.admin_password:
+        problem = admin_problem(settings.admin_username, settings.admin_password)
+        if problem:
+            sys.exit(f"entrypoint: {problem}")
     wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))
     migrate(name)
     if args.command == "serve":

@@ -22,22 +22,14 @@ from pathlib import Path
 
 import pymysql
 
-from activity_service.settings import ActivitySettings
 from common.auth import new_private_key_pem
 from common.config import Settings
 from common.db import Database
 from deployment.poll import wait_until
-from order_service.settings import OrderSettings
-from user_service.settings import UserSettings
+from deployment.services import SERVICES, SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("user_service", "activity_service", "order_service")
 ADMIN = ("admin", "admin-password-for-tests")
-SETTINGS: dict[str, type[Settings]] = {
-    "user_service": UserSettings,
-    "activity_service": ActivitySettings,
-    "order_service": OrderSettings,
-}
 
 
 def free_port() -> int:

@@ -220,3 +220,60 @@ def test_compose_refuses_to_start_without_the_change_me_secrets(compose):
         interpolate(env["ADMIN_PASSWORD"], {})
     with pytest.raises(AssertionError, match="set MYSQL_ROOT_PASSWORD"):
         interpolate(env["MYSQL_PASSWORD"], {})
+
+
+def documented_variables() -> set[str]:
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env_template").read_text(), re.M))
+
+
+# Documented in .env_template for someone other than the three services.
+NOT_FOR_THE_SERVICES = {
+    "MYSQL_ROOT_PASSWORD": "mysql",  # the services get it as MYSQL_PASSWORD
+    "ACTIVITY_SERVICE_WORKERS": None,  # `make run` only; compose has SECKILL_WORKERS
+}
+USER_SERVICE_ONLY = {"TOKEN_PRIVATE_KEY", "TOKEN_PRIVATE_KEY_FILE"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_variable_env_template_documents_reaches_the_services(compose, name):
+    documented = documented_variables()
+    expected = {v for v in documented if not v.startswith("LOCUST_")} - set(NOT_FOR_THE_SERVICES)
+    if name != "user_service":
+        expected -= USER_SERVICE_ONLY
+    missing = expected - set(environment(compose["services"][name]))
+    assert not missing, f"{name} never gets {sorted(missing)}"
+    assert len(expected) >= 40
+
+
+def test_the_other_documented_variables_reach_mysql_and_locust(compose):
+    documented = documented_variables()
+    locust = set(environment(compose["services"]["locust"]))
+    assert {v for v in documented if v.startswith("LOCUST_")} <= locust
+    for variable, service in NOT_FOR_THE_SERVICES.items():
+        assert variable in documented
+        if service:
+            assert variable in environment(compose["services"][service])
+
+
+def test_only_user_service_gets_the_signing_key(compose):
+    services = compose["services"]
+    key_file = environment(services["user_service"])["TOKEN_PRIVATE_KEY_FILE"]
+    key_dir = str(Path(key_file).parent)
+    for name in APP_SERVICES:
+        mounts = services[name]["volumes"]
+        holds_key = [m for m in mounts if m.split(":")[1] == key_dir]
+        if name == "user_service":
+            assert holds_key and all(m.endswith(":ro") for m in mounts)
+        else:
+            assert not holds_key, f"{name} mounts the signing key"
+            assert not USER_SERVICE_ONLY & set(environment(services[name])), name
+            assert all(key_dir not in m for m in mounts)
+    # The one-shot job writes the key into that volume and the credential into the shared one.
+    command = services["secrets"]["command"]
+    assert command[0] == "init-secrets" and command[2] == key_dir
+    assert key_dir.split("/")[-1] in compose["volumes"]
+
+
+def test_jaegers_in_memory_storage_is_capped(compose):
+    env = environment(compose["services"]["jaeger"])
+    assert int(env["MEMORY_MAX_TRACES"]) > 0
