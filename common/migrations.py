@@ -52,7 +52,12 @@ def migrate(
     models: Sequence[type[peewee.Model]],
     migrations: Sequence[Migration] = (),
 ) -> int:
-    """Create missing tables, apply the numbered migrations not yet applied; return the version."""
+    """Create missing tables, apply the numbered migrations not yet applied; return the version.
+
+    Models always describe the latest schema. A migration step brings a database made by an
+    earlier version up to it; a database created now from the models records every step as
+    applied without running it.
+    """
     ensure_database(settings)
     database.init(
         settings.database,
@@ -68,6 +73,10 @@ def migrate(
             SchemaVersion.bind(database)
             fresh = not SchemaVersion.table_exists()
             database.create_tables([SchemaVersion, *models], safe=True)
+            if fresh and migrations:
+                # Tables created just now from the models already have the latest schema:
+                # record every step as applied; the steps are for databases made before them.
+                SchemaVersion.insert_many([{"version": v} for v, _ in migrations]).execute()
             applied = {row.version for row in SchemaVersion.select()}
             migrator = MySQLMigrator(database)
             for version, step in sorted(migrations, key=lambda m: m[0]):
