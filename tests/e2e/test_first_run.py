@@ -17,14 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.stack import ROOT, SERVICES, free_port, mysql_connect
+from deployment.poll import wait_until
+from deployment.stack import ROOT, SERVICES, free_port, mysql_connect
 
 # The tests are not about installing: the shared .venv is up to date, so make may skip it.
 MAKE = ["make", "--no-print-directory", "-o", ".venv/.installed-run"]
@@ -128,11 +128,11 @@ class Checkout:
         return self.log_file.read_text()
 
     def wait_for(self, run: subprocess.Popen, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
+        def shown() -> bool:
             assert run.poll() is None, f"make run ended with {run.returncode}:\n{self.log()}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{self.log()}"
-            time.sleep(0.2)
+            return text in self.log()
+
+        wait_until(shown, timeout, f"{text!r} in the log of make run", interval=0.2)
 
     def secrets(self) -> dict[str, str]:
         lines = (self.path / ".local" / "secrets.env").read_text().split()
@@ -261,11 +261,13 @@ def live(tmp_path_factory):
     checkout = Checkout(tmp_path_factory.mktemp("live") / "seckill")
     run = checkout.start()
     try:
-        deadline = time.monotonic() + 120
-        while READY not in checkout.log():
-            assert run.poll() is None and time.monotonic() < deadline, checkout.log()
+
+        def ready() -> bool:
+            assert run.poll() is None, checkout.log()
             abandon_a_health_check(checkout.ports.values())
-            time.sleep(0.05)
+            return READY in checkout.log()
+
+        wait_until(ready, 120, "the ready banner", interval=0.05)
         yield checkout, run
     finally:
         if run.poll() is None:
@@ -420,13 +422,10 @@ def test_the_services_stop_even_when_make_run_itself_is_killed(checkout):
     # Every worker up (activity_service runs two): a Sanic main process sent SIGTERM while a
     # worker is still starting spins and never exits (sanic-org/sanic#2997); make run's own
     # stop kills it after a while, but here make run is gone.
-    deadline = time.monotonic() + 60
-    while checkout.log().count('"msg":"Worker ready [') < 4:
-        assert time.monotonic() < deadline, checkout.log()
-        time.sleep(0.1)
+    wait_until(lambda: checkout.log().count('"msg":"Worker ready [') >= 4, 60, "four workers")
     os.kill(int((checkout.path / ".local" / "run.pid").read_text()), signal.SIGKILL)
     run.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while processes_from(checkout.path) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_from(checkout.path) == []
+    try:
+        wait_until(lambda: processes_from(checkout.path) == [], 30, "no process left")
+    except TimeoutError:
+        assert processes_from(checkout.path) == [], checkout.log()[-3000:]
