@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     activity_service_url: str | None = None
     order_service_url: str | None = None
     service_token: Annotated[str | None, SECRET] = Field(None, repr=False)
+    # The longest lifetime (exp - iat) an access token may claim and still be accepted.
+    token_max_ttl_seconds: int = Field(3600, ge=1)
 
     mysql_host: str = "127.0.0.1"
     mysql_port: int = Field(3306, ge=1)

@@ -28,7 +28,7 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
 
     private_key = load_private_key(settings.token_private_key)
     app.ctx.private_key = private_key
-    app.ctx.tokens = TokenVerifier(private_key.public_key())
+    app.ctx.tokens = TokenVerifier(private_key.public_key(), max_ttl=settings.token_max_ttl_seconds)
 
     @app.before_server_start
     async def start_users(app: Sanic) -> None:
