@@ -14,6 +14,7 @@ from sanic_ext import openapi
 
 from common.config import Settings
 from common.errors import problem
+from common.headers import setup_headers
 from common.logs import request_id_var
 from common.openapi import Health, json_response, problem_response
 
@@ -53,7 +54,8 @@ def new_app(settings: Settings, title: str) -> Sanic:
 
 
 def setup_requests(app: Sanic, settings: Settings) -> None:
-    """Request ids in and out, and one JSON access line per request."""
+    """Request ids in and out, one JSON access line per request, the security headers."""
+    setup_headers(app)
 
     @app.on_request(priority=100)
     async def assign_request_id(request: Request) -> None:

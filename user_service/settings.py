@@ -13,6 +13,12 @@ class UserSettings(Settings):
     token_private_key: Annotated[str, SECRET] = Field(repr=False)
     token_ttl_seconds: int = Field(900, ge=1)
     password_hash_cost: int = Field(14, ge=4)
+    # Threads per worker for password hashing, and how many more requests may wait for one.
+    password_hash_threads: int = Field(1, ge=1)
+    password_hash_queue: int = Field(8, ge=0)
+    # The policy for new passwords (user_service/policy.py).
+    password_min_length: int = Field(10, ge=8, le=128)
+    password_min_score: int = Field(3, ge=0, le=4)
     admin_username: str | None = None
     admin_password: Annotated[str | None, SECRET] = Field(None, repr=False)
 
