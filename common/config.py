@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     otel_traces_sampler: Sampler = "parentbased_always_on"
     otel_traces_sampler_arg: str | None = None
 
+    # Slow clients (common/deadlines.py): a request's head must arrive within this many
+    # seconds of its first byte, its body within so many of the head; idle keep-alive ends.
+    request_head_timeout_seconds: float = Field(10.0, gt=0)
+    request_body_timeout_seconds: float = Field(30.0, gt=0)
+    keep_alive_timeout_seconds: float = Field(75.0, gt=0)
+
     access_log: bool = True
     log_level: str = "INFO"
 

@@ -13,6 +13,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from common.config import Settings
+from common.deadlines import setup_deadlines
 from common.errors import problem
 from common.headers import setup_headers
 from common.logs import request_id_var
@@ -49,6 +50,7 @@ def new_app(settings: Settings, title: str) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.API_TITLE = title
     app.config.API_VERSION = "1.0.0"
+    setup_deadlines(app, settings)  # served with RequestDeadlineProtocol (common/runner.py)
     app.ctx.settings = settings
     return app
 
