@@ -88,7 +88,7 @@ async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")
-@problem_response(409, "activity_started")
+@problem_response(409, "activity_started, activity_ended or has_orders: the sale rules")
 @problem_response(422, "invalid_request")
 async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
     await require_admin(request)

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     activity_service_url: str | None = None
     order_service_url: str | None = None
     service_token: Annotated[str | None, SECRET] = Field(None, repr=False)
+    # The longest lifetime (exp - iat) an access token may claim and still be accepted.
+    token_max_ttl_seconds: int = Field(3600, ge=1)
 
     mysql_host: str = "127.0.0.1"
     mysql_port: int = Field(3306, ge=1)
@@ -142,6 +144,12 @@ class Settings(BaseSettings):
     otel_exporter_otlp_protocol: str = "http/protobuf"
     otel_traces_sampler: Sampler = "parentbased_always_on"
     otel_traces_sampler_arg: str | None = None
+
+    # Slow clients (common/deadlines.py): a request's head must arrive within this many
+    # seconds of its first byte, its body within so many of the head; idle keep-alive ends.
+    request_head_timeout_seconds: float = Field(10.0, gt=0)
+    request_body_timeout_seconds: float = Field(30.0, gt=0)
+    keep_alive_timeout_seconds: float = Field(75.0, gt=0)
 
     access_log: bool = True
     log_level: str = "INFO"

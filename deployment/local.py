@@ -83,7 +83,7 @@ def ensure_local_secrets() -> dict[str, str]:
             "TOKEN_PRIVATE_KEY_FILE": str(key_file),
             "SERVICE_TOKEN": secrets.token_urlsafe(32),
             "ADMIN_USERNAME": "admin",
-            "ADMIN_PASSWORD": secrets.token_urlsafe(12),
+            "ADMIN_PASSWORD": secrets.token_urlsafe(18),  # 24 random characters: policy-proof
         }
         env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         env_file.chmod(0o600)
@@ -121,7 +121,7 @@ def preflight(env: dict[str, str]) -> tuple[dict[str, Settings], list[str]]:
     problems += [p for p in [mysql_problem(settings["user_service"])] if p]
     admin = settings["user_service"]
     if admin.admin_username and admin.admin_password:
-        problems += [p for p in [admin_problem(admin.admin_username, admin.admin_password)] if p]
+        problems += [p for p in [admin_problem(admin)] if p]
     return settings, problems
 
 

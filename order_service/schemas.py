@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import MoneyIn, TimestampIn
+from common.formats import ORDER_NO_PATTERN, MoneyIn, TimestampIn
 from common.schemas import Order
 
 
@@ -31,7 +31,8 @@ class NewOrder(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
+    # The seckill's format: what GET /orders/{order_no} will look up.
+    order_no: str = Field(pattern=ORDER_NO_PATTERN)
     activity_id: int = Field(ge=1, le=2**63 - 1)
     user_id: int = Field(ge=1, le=2**63 - 1)
     # Bounded like the columns: INSERT IGNORE would otherwise clip what does not fit.

@@ -14,7 +14,8 @@ import aiohttp
 from deployment.stack import ADMIN, Stack
 
 _counter = itertools.count()
-PASSWORD = "password-123"
+# Strong enough for the password policy (user_service/policy.py).
+PASSWORD = "gravel-Mint-4417"
 
 
 def iso(dt: datetime) -> str:
@@ -61,6 +62,8 @@ class Api:
         headers: dict | None = None,
     ) -> Reply:
         headers = dict(headers or {})
+        if data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"  # raw bytes, sent as JSON
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with self.session.request(

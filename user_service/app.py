@@ -9,6 +9,7 @@ from common.errors import setup_errors
 from common.openapi import setup_openapi
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
+from user_service.passwords import HashPool
 from user_service.routes import bp
 from user_service.service import UserService
 from user_service.settings import UserSettings
@@ -28,14 +29,17 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
 
     private_key = load_private_key(settings.token_private_key)
     app.ctx.private_key = private_key
-    app.ctx.tokens = TokenVerifier(private_key.public_key())
+    app.ctx.tokens = TokenVerifier(private_key.public_key(), max_ttl=settings.token_max_ttl_seconds)
 
     @app.before_server_start
     async def start_users(app: Sanic) -> None:
-        app.ctx.users = UserService(
-            app.ctx.db, private_key, settings.token_ttl_seconds, settings.password_hash_cost
-        )
+        pool = HashPool(settings.password_hash_threads, settings.password_hash_queue)
+        app.ctx.users = UserService(app.ctx.db, private_key, settings, pool)
         if settings.admin_username and settings.admin_password:
             await app.ctx.users.ensure_admin(settings.admin_username, settings.admin_password)
+
+    @app.after_server_stop
+    async def stop_users(app: Sanic) -> None:
+        app.ctx.users.pool.close()
 
     return app

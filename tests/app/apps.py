@@ -26,6 +26,7 @@ from sanic.application.state import ApplicationServerInfo
 from sanic.http.constants import HTTP
 
 from common.auth import new_private_key_pem
+from common.deadlines import RequestDeadlineProtocol
 from deployment.stack import SERVICES, SETTINGS, mysql_connect, scratch_env
 
 # What the apps are started in, so the peers they call are up first.
@@ -123,7 +124,10 @@ class InProcessStack:
         for service in START_ORDER:
             app = self.apps[service] = self.build(service)
             server = await app.create_server(
-                sock=self.sockets[service], access_log=False, return_asyncio_server=True
+                sock=self.sockets[service],
+                access_log=False,
+                return_asyncio_server=True,
+                protocol=RequestDeadlineProtocol,  # as common/runner.py serves it
             )
             # What Sanic's own runner records before it starts a server: the app counts as
             # serving (app.loop, add_task), and Sanic's start-up rewrite of its HTTP code

@@ -189,6 +189,17 @@ async def test_unknown_order_is_404(api, order_no):
         assert_problem(reply, 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "order_no", ["<script>alert(1)</script>", "20261126150000123ABCDEFABCDEF", "a" * 29, "x" * 40]
+)
+async def test_a_malformed_order_number_is_404_without_echoing_it(api, order_no):
+    user = await api.new_user()
+    for method, path in (("GET", f"/orders/{order_no}"), ("POST", f"/orders/{order_no}/pay")):
+        reply = await api.call(method, "order_service", path, user.token)
+        body = assert_problem(reply, 404, "not_found")
+        assert order_no[:8] not in str(body), body
+
+
 async def test_orders_need_a_token(api):
     for method, path in (("GET", "/orders"), ("GET", "/orders/abc"), ("POST", "/orders/abc/pay")):
         assert_problem(await api.call(method, "order_service", path), 401, "unauthorized")
@@ -196,7 +207,7 @@ async def test_orders_need_a_token(api):
 
 def detached_order(user_id: int = 1) -> dict:
     return {
-        "order_no": secrets.token_hex(14),
+        "order_no": "20261126150000123" + secrets.token_hex(6),
         "activity_id": DETACHED_ACTIVITY,
         "user_id": user_id,
         "amount": "1.00",
@@ -247,6 +258,8 @@ async def test_internal_endpoint_is_idempotent(api, stack):
     [
         ({"order_no": "not hex!"}, "orders.0.order_no"),
         ({"order_no": "a" * 33}, "orders.0.order_no"),
+        # Hex, but not the seckill's format: GET /orders/{order_no} could never find it.
+        ({"order_no": "abc123"}, "orders.0.order_no"),
         ({"activity_id": 0}, "orders.0.activity_id"),
         ({"user_id": -1}, "orders.0.user_id"),
         ({"amount": "1.001"}, "orders.0.amount"),
