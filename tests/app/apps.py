@@ -52,6 +52,8 @@ class Databases:
             "PASSWORD_HASH_COST": "10",
             "ACCESS_LOG": "false",
             "LOG_LEVEL": "WARNING",
+            # Expiry tests wait for the sweeper: a short round (docs/operations.md).
+            "ORDER_SWEEP_INTERVAL_SECONDS": "0.2",
         }
         # Consul and tracing only where a test asks for them.
         for key in ["CONSUL_HOST", *(k for k in self.env if k.startswith("OTEL_"))]:
