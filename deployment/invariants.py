@@ -25,10 +25,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from deployment.poll import wait_until
 
 Query = Callable[..., list[dict]]  # (service, sql, args) -> rows, as Stack.query
+# An unpaid order is expired within this many seconds after its expires_at.
+EXPIRY_BOUND = 5.0
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Books:
     statuses: dict[str, str] | None = None  # order_no -> order_service's status, when read
     released: list[str] | None = None  # order_nos of released records; None through the API
     release_outbox: int = 0  # releases not delivered yet
+    overdue: int = 0  # orders still `created` more than EXPIRY_BOUND past their expires_at
 
 
 @dataclass
@@ -107,6 +111,8 @@ def violations(books: Books, answers: Answers | None = None, sold_out: bool = Fa
             found.append(f"order {order_no} has no record")
     if books.outbox:
         found.append(f"{books.outbox} hand-offs still in the outbox")
+    if books.overdue:
+        found.append(f"{books.overdue} orders unpaid more than {EXPIRY_BOUND:g} s past expires_at")
     if books.release_outbox:
         found.append(f"{books.release_outbox} releases still in order_service's outbox")
     if answers is not None:
@@ -145,6 +151,21 @@ def answer_violations(
     return found
 
 
+def overdue(orders: list[dict], now: datetime) -> int:
+    """How many of these orders (status, expires_at as a datetime or API text) are still
+    `created` more than EXPIRY_BOUND past their deadline."""
+    late = 0
+    for order in orders:
+        deadline = order["expires_at"]
+        if isinstance(deadline, str):
+            deadline = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        elif deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        if order["status"] == "created" and now - deadline > timedelta(seconds=EXPIRY_BOUND):
+            late += 1
+    return late
+
+
 def books_from_databases(query: Query, activity_id: int) -> Books:
     """One activity's books, read from the three services' databases."""
     (activity,) = query(
@@ -157,7 +178,7 @@ def books_from_databases(query: Query, activity_id: int) -> Books:
     )
     orders = query(
         "order_service",
-        "SELECT order_no, user_id, status FROM orders WHERE activity_id = %s",
+        "SELECT order_no, user_id, status, expires_at FROM orders WHERE activity_id = %s",
         (activity_id,),
     )
     released = query(
@@ -176,6 +197,7 @@ def books_from_databases(query: Query, activity_id: int) -> Books:
         statuses={row["order_no"]: row["status"] for row in orders},
         released=[row["order_no"] for row in released],
         release_outbox=release_outbox,
+        overdue=overdue(orders, datetime.now(UTC)),
     )
 
 

@@ -1,10 +1,11 @@
 """The shared seckill invariant check names every broken guarantee, from plain data."""
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
-from deployment.invariants import Answers, Books, settle, violations
+from deployment.invariants import Answers, Books, overdue, settle, violations
 
 # A clean sale: stock 3, all sold to users 1-3, each answered once with a 201.
 RECORDS = [("a", 1), ("b", 2), ("c", 3)]
@@ -100,6 +101,7 @@ def test_a_clean_sale_has_no_violations():
             None,
             "2 orders created or paid but 3 sold",
         ),
+        (clean_books(overdue=2), None, "2 orders unpaid more than 5 s past expires_at"),
         (
             clean_books(remaining=1, **given_back(expired="b", released=["b"]), release_outbox=1),
             None,
@@ -168,3 +170,14 @@ def test_settle_waits_for_the_books_to_balance_and_returns_the_last_violations()
 
     books, found = settle(lambda: clean_books(outbox=1), timeout=0.2)
     assert found == ["1 hand-offs still in the outbox"]
+
+
+def test_overdue_counts_only_unpaid_orders_more_than_the_bound_past_their_deadline():
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    orders = [
+        {"status": "created", "expires_at": "2026-11-30T11:59:50Z"},  # 10 s late
+        {"status": "created", "expires_at": datetime(2026, 11, 30, 11, 59, 56)},  # 4 s: allowed
+        {"status": "paid", "expires_at": "2026-11-30T11:00:00Z"},
+        {"status": "expired", "expires_at": "2026-11-30T11:00:00Z"},
+    ]
+    assert overdue(orders, now) == 1
