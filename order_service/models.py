@@ -55,7 +55,7 @@ def add_order_lifecycle(migrator: MySQLMigrator) -> None:
         "ADD COLUMN closed_at DATETIME(6) NULL",
         "UPDATE orders SET expires_at = created_at + INTERVAL 900 SECOND",
         "ALTER TABLE orders MODIFY expires_at DATETIME(6) NOT NULL",
-        "CREATE INDEX orders_status_expires_at ON orders (status, expires_at)",
+        "CREATE INDEX order_status_expires_at ON orders (status, expires_at)",
     ):
         migrator.database.execute_sql(sql)
 
