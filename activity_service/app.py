@@ -6,10 +6,10 @@ from contextlib import suppress
 from sanic import Sanic
 
 from activity_service.relay import OrderRelay
-from activity_service.routes import bp
+from activity_service.routes import bp, internal
 from activity_service.schemas import example_window
 from activity_service.seckill import Seckill
-from activity_service.service import ActivityService
+from activity_service.service import ActivityService, ReleaseService
 from activity_service.settings import ActivitySettings
 from common.auth import setup_remote_keys
 from common.client import setup_client
@@ -32,9 +32,10 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     setup_client(app, settings, peers=("user_service", "order_service"))
     setup_remote_keys(app)
     setup_health(app)
-    setup_openapi(app)
+    setup_openapi(app, internal=True)
     live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
+    app.blueprint(internal)
 
     @app.before_server_start
     async def start_seckill(app: Sanic) -> None:
@@ -48,6 +49,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             tracer=app.ctx.tracer,
         )
         app.ctx.activities = ActivityService(app.ctx.db, on_change=app.ctx.seckill.forget)
+        app.ctx.releases = ReleaseService(app.ctx.db, on_release=app.ctx.seckill.forget)
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:

@@ -11,11 +11,14 @@ from activity_service.schemas import (
     ActivityPage,
     ActivityPatch,
     PageQuery,
+    Releases,
+    ReleasesApplied,
 )
-from common.auth import current_user, require_admin
+from common.auth import current_user, require_admin, require_service
 from common.errors import error_response
 from common.openapi import (
     BEARER,
+    SERVICE_TOKEN,
     empty_response,
     json_body,
     json_response,
@@ -27,6 +30,7 @@ from common.schemas import Order
 from common.validation import parse_body, parse_query
 
 bp = Blueprint("activities")
+internal = Blueprint("internal_activities")
 
 MAX_ID = 2**63 - 1
 
@@ -130,3 +134,20 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
     return json(outcome.order, status=201 if outcome.created else 200)
+
+
+@internal.post("/internal/releases")
+@openapi.summary("Put the units of cancelled or expired orders back on sale (idempotent)")
+@openapi.tag("internal")
+@openapi.secured(SERVICE_TOKEN)
+@json_body(Releases)
+@json_response(200, ReleasesApplied, "every given release is applied, each exactly once")
+@problem_response(400, "bad_request: the body is missing or not JSON")
+@problem_response(403, "forbidden: the service credential is required")
+@problem_response(422, "invalid_request")
+async def apply_releases(request: Request) -> HTTPResponse:
+    require_service(request)
+    body = parse_body(request, Releases)
+    releases = {release.order_no: release.status for release in body.releases}
+    applied = ReleasesApplied(accepted=await request.app.ctx.releases.apply(releases))
+    return json(applied.model_dump(mode="json"))

@@ -12,6 +12,7 @@ from common.formats import Money, MoneyIn, Timestamp, TimestampIn
 from common.openapi import omit_nulls
 
 MAX_STOCK = 10_000_000
+PAY_WITHIN_SECONDS = {"ge": 10, "le": 86_400, "strict": True}
 
 
 class _Strict(BaseModel):
@@ -30,6 +31,9 @@ class ActivityCreate(_Strict):
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
     starts_at: TimestampIn = Field(examples=["2026-11-26T15:00:00Z"])
     ends_at: TimestampIn = Field(examples=["2026-11-26T16:00:00Z"])
+    pay_within_seconds: int = Field(
+        900, **PAY_WITHIN_SECONDS, description="how long a buyer has to pay an order"
+    )
 
     @model_validator(mode="after")
     def window_is_forward(self) -> ActivityCreate:
@@ -58,6 +62,9 @@ class ActivityPatch(_Strict):
     stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
     starts_at: TimestampIn | None = None
     ends_at: TimestampIn | None = None
+    pay_within_seconds: int | None = Field(
+        None, **PAY_WITHIN_SECONDS, description="for orders placed from now on"
+    )
 
 
 class Activity(BaseModel):
@@ -69,6 +76,7 @@ class Activity(BaseModel):
     remaining: int = Field(description="what is left to sell")
     starts_at: Timestamp
     ends_at: Timestamp
+    pay_within_seconds: int = Field(description="how long a buyer has to pay an order")
     status: Literal["upcoming", "active", "sold_out", "ended"]
 
 
@@ -80,3 +88,20 @@ class ActivityPage(BaseModel):
 class PageQuery(_Strict):
     limit: int = Field(20, ge=1, le=100, description="page size")
     offset: int = Field(0, ge=0, le=10_000_000, description="activities to skip")
+
+
+class Release(_Strict):
+    """A unit order_service gives back: the order was cancelled or expired unpaid."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
+    status: Literal["cancelled", "expired"]
+
+
+class Releases(_Strict):
+    releases: list[Release] = Field(min_length=1, max_length=500)
+
+
+class ReleasesApplied(BaseModel):
+    accepted: int = Field(description="releases given; each is applied once, whatever repeats")

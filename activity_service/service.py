@@ -81,7 +81,15 @@ class ActivityService:
 
     async def update(self, activity_id: int, patch: ActivityPatch) -> Activity:
         changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
-        for key in ("name", "product_name", "price", "stock", "starts_at", "ends_at"):
+        for key in (
+            "name",
+            "product_name",
+            "price",
+            "stock",
+            "starts_at",
+            "ends_at",
+            "pay_within_seconds",
+        ):
             if key in changes and changes[key] is None:
                 raise InvalidRequest([{"field": key, "message": "may not be null"}])
         for key in ("starts_at", "ends_at"):
@@ -135,3 +143,27 @@ class ActivityService:
                 self.on_change(activity_id)
 
         await run_shielded(commit_and_announce())
+
+
+class ReleaseService:
+    """Units that order_service gives back, put on sale again (docs/seckill.md)."""
+
+    def __init__(self, db: Database, on_release):
+        self.db = db
+        # Called with (activity_id, user_ids) once their units are back in MySQL.
+        self.on_release = on_release
+
+    async def apply(self, releases: dict[str, str]) -> int:
+        async def work(cur: Cursor) -> list[dict]:
+            return await repository.apply_releases(cur, releases, utcnow())
+
+        async def commit_and_announce() -> None:
+            released = await self.db.transaction(work, name="apply_releases")
+            users: dict[int, list[int]] = {}
+            for record in released:
+                users.setdefault(record["activity_id"], []).append(record["user_id"])
+            for activity_id, user_ids in users.items():
+                self.on_release(activity_id, user_ids)
+
+        await run_shielded(commit_and_announce())
+        return len(releases)

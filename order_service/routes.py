@@ -46,7 +46,9 @@ def checked_order_no(order_no: str) -> str:
 async def list_orders(request: Request) -> HTTPResponse:
     principal = await current_user(request)
     q = parse_query(request, OrderQuery)
-    page = await request.app.ctx.orders.list(principal, q.activity_id, q.user_id, q.limit, q.offset)
+    page = await request.app.ctx.orders.list(
+        principal, q.activity_id, q.user_id, q.status, q.limit, q.offset
+    )
     return json(page.model_dump(mode="json"))
 
 
@@ -73,10 +75,25 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: only the buyer pays, an admin neither")
 @problem_response(404, "not_found")
-@problem_response(409, "not_payable")
+@problem_response(409, "not_payable: cancelled, expired, or at or past its expires_at")
 async def pay_order(request: Request, order_no: str) -> HTTPResponse:
     principal = await current_user(request)
     order = await request.app.ctx.orders.pay(principal, checked_order_no(order_no))
+    return json(order.model_dump(mode="json"))
+
+
+@bp.post("/orders/<order_no:str>/cancel")
+@openapi.summary("Cancel an unpaid order (the buyer or an admin); its unit goes back on sale")
+@openapi.tag("orders")
+@openapi.secured(BEARER)
+@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
+@json_response(200, Order, "the cancelled order")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found (also for someone else's order)")
+@problem_response(409, "not_cancellable: paid, expired, or at or past its expires_at")
+async def cancel_order(request: Request, order_no: str) -> HTTPResponse:
+    principal = await current_user(request)
+    order = await request.app.ctx.orders.cancel(principal, checked_order_no(order_no))
     return json(order.model_dump(mode="json"))
 
 

@@ -43,6 +43,8 @@ class Databases:
         key_file.write_bytes(new_private_key_pem())
         self.service_token = secrets.token_urlsafe(24)
         self.env = scratch_env(self.prefix, key_file, self.service_token)
+        # Expiry tests wait for the sweeper: a short round (docs/operations.md).
+        self.env["ORDER_SWEEP_INTERVAL_SECONDS"] = "0.2"
         # One autocommit connection per database, kept: a connection costs ~0.1 s to open,
         # and each query still reads what is committed at that moment.
         self._connections: dict[str, pymysql.Connection] = {}
