@@ -2,6 +2,7 @@
 
 import asyncio
 from contextlib import suppress
+from types import SimpleNamespace
 
 from sanic import Sanic
 
@@ -17,6 +18,8 @@ from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
 from common.openapi import live_examples, setup_openapi
+from common.ratelimit import Limit, parse_limit, setup_limits
+from common.redis import setup_redis
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
@@ -31,6 +34,12 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     setup_discovery(app, settings)
     setup_client(app, settings, peers=("user_service", "order_service"))
     setup_remote_keys(app)
+    setup_redis(app, settings)
+    setup_limits(app, settings)
+    app.ctx.limits = SimpleNamespace(
+        per_user=Limit("seckill_per_user", parse_limit(settings.limit_seckill_per_user)),
+        per_ip=Limit("seckill_per_ip", parse_limit(settings.limit_seckill_per_ip)),
+    )
     setup_health(app)
     setup_openapi(app)
     live_examples(app, "ActivityCreate", example_window)

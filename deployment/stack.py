@@ -88,6 +88,9 @@ class Stack:
             "PASSWORD_HASH_COST": "10",
             "ACCESS_LOG": "false",
             "LOG_LEVEL": "WARNING",
+            # Most tests drive many users from one address; the limits' own tests turn them on.
+            "RATE_LIMITS": "off",
+            "REDIS_URL": "",
             **{f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()},
             **{f"{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in self.ports.items()},
         }

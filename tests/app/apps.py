@@ -52,6 +52,9 @@ class Databases:
             "PASSWORD_HASH_COST": "10",
             "ACCESS_LOG": "false",
             "LOG_LEVEL": "WARNING",
+            # Most tests drive many users from one address; the limits' own tests turn them on.
+            "RATE_LIMITS": "off",
+            "REDIS_URL": "",
         }
         # Consul and tracing only where a test asks for them.
         for key in ["CONSUL_HOST", *(k for k in self.env if k.startswith("OTEL_"))]:
