@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 from sanic import Sanic
 
+from activity_service import repository
+from activity_service.challenge import ChallengeRules, Challenges, hmac_key
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp
 from activity_service.schemas import example_window
@@ -56,7 +58,21 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             settings.seckill_batch_wait_ms,
             tracer=app.ctx.tracer,
         )
-        app.ctx.activities = ActivityService(app.ctx.db, on_change=app.ctx.seckill.forget)
+        app.ctx.challenges = Challenges(
+            hmac_key(settings.service_token),
+            settings.challenge_ttl_seconds,
+            app.ctx.redis,
+            prefix=settings.db_prefix,
+        )
+        rules = app.ctx.challenge_rules = ChallengeRules(
+            lambda activity_id: repository.challenge_rule(app.ctx.db, activity_id)
+        )
+
+        def changed(activity_id: int) -> None:
+            app.ctx.seckill.forget(activity_id)
+            rules.forget(activity_id)
+
+        app.ctx.activities = ActivityService(app.ctx.db, on_change=changed)
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:

@@ -1,6 +1,7 @@
 """activity_service schema: peewee models and migrations only; queries live in repository.py."""
 
 import peewee
+import playhouse.migrate
 
 from common.config import Settings
 from common.migrations import PreciseDateTimeField, migrate
@@ -19,6 +20,9 @@ class Activity(peewee.Model):
     ends_at = PreciseDateTimeField()
     created_at = PreciseDateTimeField()
     updated_at = PreciseDateTimeField()
+    # The anti-bot challenge (docs/seckill.md): asked or not, and ALTCHA's maxnumber.
+    challenge = peewee.BooleanField(default=False)
+    challenge_difficulty = peewee.IntegerField(default=50_000)
 
     class Meta:
         database = database
@@ -53,7 +57,16 @@ class Outbox(peewee.Model):
 
 
 MODELS = [Activity, SeckillRecord, Outbox]
-MIGRATIONS: list = []
+
+
+def _add_challenge(migrator) -> None:
+    playhouse.migrate.migrate(
+        migrator.add_column("activities", "challenge", Activity.challenge),
+        migrator.add_column("activities", "challenge_difficulty", Activity.challenge_difficulty),
+    )
+
+
+MIGRATIONS: list = [(2, _add_challenge)]
 
 
 def run_migrations(settings: Settings) -> int:

@@ -14,7 +14,8 @@ from typing import Any
 from common.db import Cursor, Database, Result, Script, placeholders
 
 ACTIVITY_COLUMNS = (
-    "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at FROM activities "
+    "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at, "
+    "challenge, challenge_difficulty FROM activities "
 )
 RECORD_COLUMNS = "SELECT activity_id, user_id, order_no, amount, created_at FROM seckill_records "
 
@@ -26,7 +27,8 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
     async def work(cur: Cursor) -> int:
         await cur.execute(
             "INSERT INTO activities (name, product_name, price, stock, remaining, starts_at, "
-            "ends_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "ends_at, created_at, updated_at, challenge, challenge_difficulty) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 values["name"],
                 values["product_name"],
@@ -37,6 +39,8 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
                 values["ends_at"],
                 now,
                 now,
+                values["challenge"],
+                values["challenge_difficulty"],
             ),
         )
         return cur.lastrowid
@@ -46,6 +50,14 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
 
 async def get_activity(db: Database, activity_id: int) -> dict | None:
     return await db.fetch_one(ACTIVITY_COLUMNS + "WHERE id = %s", (activity_id,))
+
+
+async def challenge_rule(db: Database, activity_id: int) -> dict | None:
+    """Whether the activity asks for a challenge, how hard, and when it starts."""
+    return await db.fetch_one(
+        "SELECT challenge, challenge_difficulty, starts_at FROM activities WHERE id = %s",
+        (activity_id,),
+    )
 
 
 async def list_activities(db: Database, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -72,6 +84,8 @@ async def update_activity(cur: Cursor, activity_id: int, values: dict[str, Any])
         "starts_at",
         "ends_at",
         "updated_at",
+        "challenge",
+        "challenge_difficulty",
     )
     columns = [column for column in allowed if column in values]
     assignments = ", ".join(column + " = %s" for column in columns)

@@ -12,6 +12,15 @@ from common.formats import Money, MoneyIn, Timestamp, TimestampIn
 from common.openapi import omit_nulls
 
 MAX_STOCK = 10_000_000
+MIN_DIFFICULTY, MAX_DIFFICULTY = 1_000, 10_000_000
+CHALLENGE = (
+    "whether a seckill must carry a solved challenge (GET /activities/{id}/challenge); "
+    "may change only before the start"
+)
+DIFFICULTY = (
+    "the challenge's maxNumber: a solver hashes about half of it on average "
+    "(50,000: about 0.05 s in a browser); may change only before the start"
+)
 
 
 class _Strict(BaseModel):
@@ -30,6 +39,10 @@ class ActivityCreate(_Strict):
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
     starts_at: TimestampIn = Field(examples=["2026-11-26T15:00:00Z"])
     ends_at: TimestampIn = Field(examples=["2026-11-26T16:00:00Z"])
+    challenge: bool = Field(False, strict=True, description=CHALLENGE)
+    challenge_difficulty: int = Field(
+        50_000, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
+    )
 
     @model_validator(mode="after")
     def window_is_forward(self) -> ActivityCreate:
@@ -58,6 +71,10 @@ class ActivityPatch(_Strict):
     stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
     starts_at: TimestampIn | None = None
     ends_at: TimestampIn | None = None
+    challenge: bool | None = Field(None, strict=True, description=CHALLENGE)
+    challenge_difficulty: int | None = Field(
+        None, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
+    )
 
 
 class Activity(BaseModel):
@@ -70,6 +87,18 @@ class Activity(BaseModel):
     starts_at: Timestamp
     ends_at: Timestamp
     status: Literal["upcoming", "active", "sold_out", "ended"]
+    challenge: bool = Field(description=CHALLENGE)
+    challenge_difficulty: int = Field(description=DIFFICULTY)
+
+
+class Challenge(BaseModel):
+    """An ALTCHA challenge (v1 format), for the ALTCHA widget or any ALTCHA solver."""
+
+    algorithm: str = Field(examples=["SHA-256"])
+    challenge: str = Field(description="the SHA-256 of salt + the secret number, in hex")
+    maxNumber: int = Field(description="the secret number is at most this")  # noqa: N815
+    salt: str = Field(description="carries expires, a (activity) and u (user)")
+    signature: str = Field(description="HMAC of challenge, by the service")
 
 
 class ActivityPage(BaseModel):

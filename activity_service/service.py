@@ -59,7 +59,16 @@ class ActivityService:
 
     async def update(self, activity_id: int, patch: ActivityPatch) -> Activity:
         changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
-        for key in ("name", "product_name", "price", "stock", "starts_at", "ends_at"):
+        for key in (
+            "name",
+            "product_name",
+            "price",
+            "stock",
+            "starts_at",
+            "ends_at",
+            "challenge",
+            "challenge_difficulty",
+        ):
             if key in changes and changes[key] is None:
                 raise InvalidRequest([{"field": key, "message": "may not be null"}])
         for key in ("starts_at", "ends_at"):
@@ -78,6 +87,9 @@ class ActivityService:
                 if changes["stock"] < sold:
                     raise StockBelowSold(sold)
                 changes["remaining"] = changes["stock"] - sold
+            for key in ("challenge", "challenge_difficulty"):
+                if key in changes and now >= current["starts_at"]:
+                    raise ActivityStarted(f"activity {activity_id} has started; {key} is fixed")
             starts = changes.get("starts_at", current["starts_at"])
             ends = changes.get("ends_at", current["ends_at"])
             if ends <= starts:

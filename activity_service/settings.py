@@ -20,3 +20,5 @@ class ActivitySettings(Settings):
     limit_seckill_per_ip: str = "60/minute"
 
     _limits = field_validator("limit_seckill_per_user", "limit_seckill_per_ip")(limit_setting)
+    # How long a challenge from GET /activities/{id}/challenge may be solved and used.
+    challenge_ttl_seconds: int = Field(300, ge=1)

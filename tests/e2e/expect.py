@@ -74,4 +74,6 @@ ACTIVITY_KEYS = {
     "starts_at",
     "ends_at",
     "status",
+    "challenge",
+    "challenge_difficulty",
 }
