@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # Redis (rate limits, challenge replays): empty means per process, in memory.
     redis_url: str | None = None
     rate_limits: Literal["on", "off"] = "on"
+    # The part of each limit a process may let through before Redis hears of it.
+    rate_limit_local_share: float = Field(0.1, ge=0, le=1)
     # Sanic's own proxy settings: which headers may name the client (docs/operations.md).
     proxies_count: int | None = Field(None, ge=0)
     real_ip_header: str | None = None

@@ -1,7 +1,8 @@
 """Rate limits on the `limits` library: shared through Redis, or per process in memory.
 
-Fixed windows. With Redis every worker and instance counts in the same key; without
-it (or while Redis is away) each process counts alone. A key that has been refused
+Fixed windows. With Redis every worker and instance counts in the same key, each
+process sending its counts in batches (common/shared_counts.py); without it (or while
+Redis is away) each process counts alone, with `limits`' memory storage. A key that has been refused
 is answered from memory until its window resets, so a client hammering past its
 allowance costs no Redis round trip. The design and the tolerance: docs/seckill.md.
 """
@@ -22,6 +23,7 @@ from sanic import Sanic
 
 from common.config import Settings
 from common.errors import AppError
+from common.shared_counts import SharedCounts
 
 logger = logging.getLogger("seckill.ratelimit")
 
@@ -73,11 +75,23 @@ NO_LIMIT = Limit("off", None)
 class Limiter:
     """One per worker. hit() counts a request and raises RateLimited past the allowance."""
 
-    def __init__(self, redis: Redis | None, enabled: bool = True, prefix: str = "seckill"):
+    def __init__(
+        self,
+        redis: Redis | None,
+        enabled: bool = True,
+        prefix: str = "seckill",
+        local_share: float = 0.1,
+    ):
         self.enabled = enabled
         self.memory = FixedWindowRateLimiter(MemoryStorage())
         self.shared = None
+        self.counts = None
         if redis is not None:
+            # hit(): counts kept here and sent in batches (common/shared_counts.py);
+            # check() and count(), off the hot path: limits' Redis storage, exact.
+            self.counts = SharedCounts(
+                redis, f"{prefix}:counts", local_share, self._redis_failed, self._redis_ok
+            )
             storage = RedisStorage(
                 "async+redis://",
                 implementation="redispy",
@@ -98,15 +112,20 @@ class Limiter:
             return
         key = (limit.name, *identifiers)
         self._raise_if_refused(key)
-        limiter = self._limiter()
-        try:
-            allowed = await limiter.hit(limit.item, limit.name, *identifiers)
-        except (RedisError, OSError) as exc:
-            self._redis_failed(exc)
-            limiter = self.memory
-            allowed = await limiter.hit(limit.item, limit.name, *identifiers)
-        if not allowed:
-            await self._refuse(key, limiter, limit, identifiers)
+        if self._limiter() is not self.memory:
+            item = limit.item
+            try:
+                resets = await self.counts.hit(
+                    limit.name, identifiers, item.amount, item.get_expiry()
+                )
+            except (RedisError, OSError):
+                pass  # reported by on_error; counted in memory below
+            else:
+                if resets is not None:
+                    self._remember_refused(key, resets)
+                return
+        if not await self.memory.hit(limit.item, limit.name, *identifiers):
+            await self._refuse(key, self.memory, limit, identifiers)
 
     async def check(self, limit: Limit, *identifiers: str) -> None:
         """RateLimited if the allowance is already used up; counts nothing."""
@@ -121,6 +140,9 @@ class Limiter:
             self._redis_failed(exc)
             limiter = self.memory
             allowed = await limiter.test(limit.item, limit.name, *identifiers)
+        else:
+            if limiter is not self.memory:
+                self._redis_ok()
         if not allowed:
             await self._refuse(key, limiter, limit, identifiers)
 
@@ -128,19 +150,26 @@ class Limiter:
         """Count one event (e.g. a failed login) without refusing this request."""
         if not self.active(limit):
             return
+        limiter = self._limiter()
         try:
-            await self._limiter().hit(limit.item, limit.name, *identifiers)
+            await limiter.hit(limit.item, limit.name, *identifiers)
         except (RedisError, OSError) as exc:
             self._redis_failed(exc)
             await self.memory.hit(limit.item, limit.name, *identifiers)
+        else:
+            if limiter is not self.memory:
+                self._redis_ok()
 
     def _limiter(self) -> FixedWindowRateLimiter:
+        """limits' Redis limiter, or memory while Redis is away (tried again every second)."""
         if self.shared is None or time.monotonic() < self._retry_redis_at:
             return self.memory
+        return self.shared
+
+    def _redis_ok(self) -> None:
         if self._redis_away:
             self._redis_away = False
             logger.warning("Redis answers again: rate limits are shared again")
-        return self.shared
 
     def _redis_failed(self, exc: BaseException) -> None:
         if not self._redis_away:
@@ -162,11 +191,19 @@ class Limiter:
             resets = stats.reset_time
         except (RedisError, OSError):
             resets = time.time() + limit.item.get_expiry()
+        self._remember_refused(key, resets)
+
+    def _remember_refused(self, key: tuple, resets: float) -> None:
+        """Answer key from memory until its window resets; raise RateLimited now."""
         if len(self._refused) >= MAX_REFUSED_IN_MEMORY:
             now = time.time()
             self._refused = {k: t for k, t in self._refused.items() if t > now}
         self._refused[key] = resets
         raise RateLimited(max(1, math.ceil(resets - time.time())))
+
+    async def close(self) -> None:
+        if self.counts is not None:
+            await self.counts.close()
 
 
 def setup_limits(app: Sanic, settings: Settings) -> None:
@@ -175,5 +212,12 @@ def setup_limits(app: Sanic, settings: Settings) -> None:
     @app.before_server_start
     async def open_limiter(app: Sanic) -> None:
         app.ctx.limiter = Limiter(
-            app.ctx.redis, settings.rate_limits == "on", prefix=settings.db_prefix
+            app.ctx.redis,
+            settings.rate_limits == "on",
+            prefix=settings.db_prefix,
+            local_share=settings.rate_limit_local_share,
         )
+
+    @app.before_server_stop
+    async def close_limiter(app: Sanic) -> None:
+        await app.ctx.limiter.close()

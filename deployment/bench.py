@@ -10,6 +10,12 @@ with wrk (deployment/bench.lua):
   3. the same sell-out with SECKILL_BATCH_MAX=1 (activity_service restarted so);
   4. rejections after the sell-out: users without an order ask again (409 sold_out).
 
+Scenarios 2 and 4 run twice, side by side: with the rate limits off, and with the
+default limits on (RATE_LIMITS=on, shared through Redis at --redis-url, or per process
+when that is empty). wrk sends every buyer from one address, so the limits-on run
+raises LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never
+refusing); the per-user limit keeps its default.
+
 A sell-out run stops each wrk thread 2 s after its first 409, and its req/s
 and orders/s cover the sale itself (first request to last 201); --quick
 instead sends a fixed number of requests. After each
@@ -40,6 +46,8 @@ from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
 from deployment.stack import ADMIN, Stack
 
 SYNTHETIC_IDS_FROM = 10_000_000  # far above any id user_service hands out in a bench stack
+# The per-address allowance of the limits-on runs: all of wrk's buyers share one address.
+BENCH_PER_IP = "100000000/minute"
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,6 +70,11 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, help="requests in the bare and rejection runs (200000; quick 20000)"
     )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="the Redis of the limits-on runs; empty: per-process limits (redis://127.0.0.1:6379/0)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the databases and the logs afterwards"
     )
@@ -89,6 +102,14 @@ class Bench:
         self.admin = self.post(
             "user_service", "/tokens", {"username": ADMIN[0], "password": ADMIN[1]}
         )["access_token"]
+
+    def limits_on(self) -> dict[str, str]:
+        """The activity_service settings of the limits-on runs."""
+        return {
+            "RATE_LIMITS": "on",
+            "REDIS_URL": self.args.redis_url,
+            "LIMIT_SECKILL_PER_IP": BENCH_PER_IP,
+        }
 
     def start_activity_service(self, **env: str) -> None:
         self.stack.stop("activity_service")
@@ -289,11 +310,17 @@ def main() -> None:
         print("\n".join("  " + c for c in checks))
         rejected = bench.rejections(activity_id, users)
         show("4. rejections after the sell-out", rejected)
+        bench.start_activity_service(**bench.limits_on())
+        limited, activity_id, users, checks = bench.sell_out()
+        show(f"2L. sell-out, group commit, default rate limits on, activity {activity_id}", limited)
+        print("\n".join("  " + c for c in checks))
+        rejected_limited = bench.rejections(activity_id, users)
+        show("4L. rejections after the sell-out, default rate limits on", rejected_limited)
         bench.start_activity_service(SECKILL_BATCH_MAX="1")
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        summary(bare, batched, single, rejected)
+        summary(bare, batched, single, rejected, limited, rejected_limited)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -303,7 +330,9 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
+def summary(
+    bare: Run, batched: Run, single: Run, rejected: Run, limited: Run, rejected_limited: Run
+) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
     print(
@@ -312,8 +341,10 @@ def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
     rows = (
         ("1 bare /livez", bare, bare.rps),
         ("2 sell-out, group commit", batched, batched.sale_rps),
+        ("2L the same, limits on", limited, limited.sale_rps),
         ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
         ("4 rejections", rejected, rejected.rps),
+        ("4L the same, limits on", rejected_limited, rejected_limited.rps),
     )
     for name, run, rps in rows:
         orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
@@ -326,6 +357,11 @@ def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
         f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
         f"4/1 req/s {rejected.rps / bare.rps:.2f}"
+    )
+    print(
+        "  rate limits on/off: "
+        f"sell-out orders/s {limited.orders_per_second / max(batched.orders_per_second, 1e-9):.2f}"
+        f"   rejections req/s {rejected_limited.rps / max(rejected.rps, 1e-9):.2f}"
     )
 
 
