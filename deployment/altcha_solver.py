@@ -1,9 +1,13 @@
-"""Solve an ALTCHA challenge as a browser's widget does, for the load tools and the tests."""
+"""Solve an ALTCHA challenge as a browser's widget does, for the load tools and the tests.
+
+python -m deployment.altcha_solver < challenge.json   # prints the X-Altcha value
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import sys
 
 import altcha
 
@@ -23,3 +27,7 @@ def solve(challenge: dict) -> str:
         "signature": challenge["signature"],
     }
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+if __name__ == "__main__":
+    print(solve(json.load(sys.stdin)))
