@@ -14,7 +14,8 @@ Scenarios 2 and 4 run twice, side by side: with the rate limits off, and with th
 default limits on (RATE_LIMITS=on, shared through Redis at --redis-url, or per process
 when that is empty). wrk sends every buyer from one address, so the limits-on run
 raises LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never
-refusing); the per-user limit keeps its default.
+refusing); the per-user limit keeps its default. --challenge N runs every sale with
+the anti-bot challenge on at difficulty N, each buyer's solution solved before the run.
 
 A sell-out run stops each wrk thread 2 s after its first 409, and its req/s
 and orders/s cover the sale itself (first request to last 201); --quick
@@ -40,7 +41,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from activity_service.challenge import Challenges, hmac_key
 from common.auth import issue_token, load_private_key
+from deployment.altcha_solver import solve
 from deployment.invariants import Answers, books_from_databases, settle
 from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
 from deployment.stack import ADMIN, Stack
@@ -70,6 +73,12 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, help="requests in the bare and rejection runs (200000; quick 20000)"
     )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
+    parser.add_argument(
+        "--challenge",
+        type=int,
+        default=0,
+        help="the sales ask for an ALTCHA challenge of this difficulty, solved beforehand (0)",
+    )
     parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
@@ -137,7 +146,8 @@ class Bench:
     def create_activity(self, stock: int) -> int:
         now = time.time()
         window = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + d)) for d in (-60, 3600)]
-        body = {
+        guard = {"challenge": True, "challenge_difficulty": self.args.challenge}
+        body = (guard if self.args.challenge else {}) | {
             "name": "bench",
             "product_name": "Keyboard",
             "price": "19.90",
@@ -160,12 +170,22 @@ class Bench:
         self.next_user += count
         return ids
 
-    def tokens_for(self, user_ids: list[int]) -> Path:
-        """One token per user for the whole run: a user asking again sends the same one."""
+    def tokens_for(self, user_ids: list[int], activity_id: int) -> Path:
+        """One token per user for the whole run: a user asking again sends the same one.
+        With --challenge, each user's line also carries one solved challenge for the sale
+        (issued here with the stack's key, as the service would): a repeat resends it and is
+        answered from memory, or refused as a replay (403) if it comes before the first ends."""
         for uid in user_ids:
             if uid not in self.tokens:
                 self.tokens[uid] = issue_token(self.key, uid, False, 3600)
-        return self.write([self.tokens[uid] for uid in user_ids])
+        if not self.args.challenge:
+            return self.write([self.tokens[uid] for uid in user_ids])
+        issuer = Challenges(hmac_key(self.stack.service_token), 3600, None)
+        lines = []
+        for uid in user_ids:
+            issued = issuer.issue(activity_id, uid, self.args.challenge)
+            lines.append(f"{self.tokens[uid]}\t{solve(issued)}")
+        return self.write(lines)
 
     def wrk(
         self,
@@ -203,7 +223,7 @@ class Bench:
         run = self.wrk(
             f"/activities/{activity_id}/seckill",
             "POST",
-            self.tokens_for(users),
+            self.tokens_for(users, activity_id),
             order,
             stop_at_sold_out=not self.args.quick,
         )
@@ -221,7 +241,10 @@ class Bench:
         losers = [u for u in users if u not in holders][:10_000]
         order = [i % len(losers) + 1 for i in range(self.args.requests)]
         return self.wrk(
-            f"/activities/{activity_id}/seckill", "POST", self.tokens_for(losers), order
+            f"/activities/{activity_id}/seckill",
+            "POST",
+            self.tokens_for(losers, activity_id),
+            order,
         )
 
     # The invariant check (deployment/invariants.py), from the databases
