@@ -21,6 +21,18 @@ CONTRACT_PATHS = {
 }
 
 
+ACTIVITY_FIELDS = {
+    "name",
+    "product_name",
+    "price",
+    "stock",
+    "starts_at",
+    "ends_at",
+    "challenge",
+    "challenge_difficulty",
+}
+
+
 @pytest.mark.parametrize("service", SERVICES)
 async def test_openapi_document_lists_the_contract(api, service):
     reply = await api.call("GET", service, "/docs/openapi.json")
@@ -72,7 +84,7 @@ def resolve(document: dict, schema: dict) -> dict:
             "activity_service",
             "post",
             "/activities",
-            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            ACTIVITY_FIELDS,
             "201",
             ACTIVITY_KEYS,
         ),
@@ -80,7 +92,7 @@ def resolve(document: dict, schema: dict) -> dict:
             "activity_service",
             "patch",
             "/activities/{activity_id}",
-            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            ACTIVITY_FIELDS,
             "200",
             None,
         ),

@@ -54,6 +54,8 @@ async def new_activity(db: Database, stock: int, start_in: float = -60, length: 
         "stock": stock,
         "starts_at": starts,
         "ends_at": starts + timedelta(seconds=length),
+        "challenge": False,
+        "challenge_difficulty": 50_000,
     }
     return await repository.insert_activity(db, values, utcnow())
 
