@@ -37,16 +37,21 @@ def mysql_problem_text(settings: Settings, exc: Exception) -> str:
     return f"MySQL at {where} failed: {exc.args[-1] if exc.args else exc}"
 
 
+def mysql_login(settings: Settings, timeout: float) -> None:
+    """Log in to settings' MySQL and out again; pymysql's error if that fails."""
+    pymysql.connect(
+        host=settings.mysql_host,
+        port=settings.mysql_port,
+        user=settings.mysql_user,
+        password=settings.mysql_password,
+        connect_timeout=timeout,
+    ).close()
+
+
 def mysql_problem(settings: Settings) -> str | None:
     """None when settings' MySQL login works, else one line naming the cause and the fix."""
     try:
-        pymysql.connect(
-            host=settings.mysql_host,
-            port=settings.mysql_port,
-            user=settings.mysql_user,
-            password=settings.mysql_password,
-            connect_timeout=5,
-        ).close()
+        mysql_login(settings, timeout=5)
     except pymysql.err.MySQLError as exc:
         return mysql_problem_text(settings, exc)
     return None

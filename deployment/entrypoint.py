@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from common.config import SERVICE_PORTS, Settings
 from common.retry import Retrying
+from common.runner import mysql_login
 from deployment.services import SETTINGS
 from user_service.settings import UserSettings
 
@@ -55,13 +56,7 @@ def wait_for_mysql(settings: Settings, timeout: float) -> None:
             retry_on=pymysql.err.OperationalError, deadline=timeout, wait=lambda _: 1.0, log=waiting
         ):
             with attempt:
-                pymysql.connect(
-                    host=settings.mysql_host,
-                    port=settings.mysql_port,
-                    user=settings.mysql_user,
-                    password=settings.mysql_password,
-                    connect_timeout=2,
-                ).close()
+                mysql_login(settings, timeout=2)
     except pymysql.err.OperationalError as exc:
         sys.exit(f"entrypoint: MySQL at {where} did not answer within {timeout:g}s: {exc}")
     log(f"MySQL at {where} is up (attempt {attempt.number})")

@@ -11,6 +11,7 @@ python -m deployment.local load ARGS  # Locust against the local run, admin from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import difflib
 import os
@@ -32,6 +33,7 @@ from common.auth import ensure_signing_key
 from common.config import SERVICE_PORTS, Settings
 from common.runner import mysql_problem, port_problem
 from deployment.entrypoint import admin_problem
+from deployment.poll import wait_until
 from deployment.services import SERVICES, SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,6 +242,50 @@ def stop_services(children: dict[str, subprocess.Popen]) -> None:
             pass
 
 
+def end_groups(groups: list[int], grace: float) -> None:
+    """SIGTERM every process of these process groups, and SIGKILL what is left after grace s."""
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
+
+    def gone() -> bool:
+        for group in groups:
+            try:
+                os.killpg(group, 0)
+                return False
+            except (ProcessLookupError, PermissionError):
+                continue
+        return True
+
+    with contextlib.suppress(TimeoutError):
+        wait_until(gone, grace, "the services' processes to end", interval=0.1)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def reap(parent: int, groups: list[int]) -> int:
+    """`python -m deployment.local reap PARENT PGID...`, started by make run once the services
+    are: when make run ends, even by SIGKILL (PR_SET_PDEATHSIG), it ends what is left of the
+    services' process groups. A Sanic main process that gets SIGTERM while a worker is still
+    starting never exits (sanic-org/sanic#2997), so SIGTERM alone is not enough."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches make run, which stops us
+    signal.signal(signal.SIGTERM, lambda *_: None)  # wakes pause() below
+    if os.getppid() == parent:  # else make run was gone before the death signal was set
+        signal.pause()
+    end_groups(groups, STOP_TIMEOUT)
+    return 0
+
+
+def start_reaper(children: dict[str, subprocess.Popen]) -> subprocess.Popen:
+    groups = [str(child.pid) for child in children.values()]
+    return subprocess.Popen(
+        [sys.executable, "-m", "deployment.local", "reap", str(os.getpid()), *groups],
+        cwd=ROOT,
+        preexec_fn=stop_with_us,
+    )
+
+
 def run(env: dict[str, str]) -> int:
     stopping = False
 
@@ -255,6 +301,7 @@ def run(env: dict[str, str]) -> int:
         return fail(f"already running here (pid {other}); `make stop` stops it")
     (LOCAL / "run.pid").write_text(str(os.getpid()))  # `make stop` works from here on
     children: dict[str, subprocess.Popen] = {}
+    reaper: subprocess.Popen | None = None
     try:
         settings, problems = preflight(env)
         for problem in problems:
@@ -272,9 +319,13 @@ def run(env: dict[str, str]) -> int:
                 start_new_session=True,  # signals reach it from here only, never twice
                 preexec_fn=stop_with_us,
             )
+        reaper = start_reaper(children)
         return supervise(children, settings, env, parent, lambda: stopping)
     finally:
         stop_services(children)
+        if reaper is not None:
+            reaper.terminate()
+            reaper.wait()
         if running_pid() == os.getpid():
             (LOCAL / "run.pid").unlink()
 
@@ -381,11 +432,16 @@ def load(env: dict[str, str], args: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m deployment.local")
-    parser.add_argument("command", choices=["run", "stop", "reset", "migrate", "env", "load"])
+    parser.add_argument(
+        "command", choices=["run", "stop", "reset", "migrate", "env", "load", "reap"]
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="for load: locust's options")
     args = parser.parse_args()
     if args.command == "stop":
         sys.exit(stop_run())
+    if args.command == "reap":
+        parent, *groups = (int(arg) for arg in args.args)
+        sys.exit(reap(parent, groups))
     env = service_env(check_names=args.command == "run")
     if args.command == "load":
         load(env, args.args)

@@ -69,6 +69,29 @@ async def scratch_database(
             cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
 
 
+def scratch_env(prefix: str, key_file: Path, service_token: str) -> dict[str, str]:
+    """This process's environment for a test's services: their own database prefix, signing key,
+    service token and admin, quiet logs, cheap hashes, and no Consul, tracing, Redis or rate
+    limits (a test that wants them sets them)."""
+    env = {
+        **os.environ,
+        "SECKILL_DB_PREFIX": prefix,
+        "TOKEN_PRIVATE_KEY_FILE": str(key_file),
+        "SERVICE_TOKEN": service_token,
+        "ADMIN_USERNAME": ADMIN[0],
+        "ADMIN_PASSWORD": ADMIN[1],
+        "PASSWORD_HASH_COST": "10",
+        "ACCESS_LOG": "false",
+        "LOG_LEVEL": "WARNING",
+        # Most tests drive many users from one address; the limits' own tests turn them on.
+        "RATE_LIMITS": "off",
+        "REDIS_URL": "",
+    }
+    for key in ["CONSUL_HOST", *(k for k in env if k.startswith("OTEL_"))]:
+        env.pop(key, None)
+    return env
+
+
 class Stack:
     def __init__(self, tmp: Path, **overrides: str):
         self.tmp = tmp
@@ -78,26 +101,12 @@ class Stack:
         key_file.write_bytes(new_private_key_pem())
         self.service_token = secrets.token_urlsafe(24)
         self.env = {
-            **os.environ,
+            **scratch_env(self.prefix, key_file, self.service_token),
             "PYTHONPATH": str(ROOT),
-            "SECKILL_DB_PREFIX": self.prefix,
-            "TOKEN_PRIVATE_KEY_FILE": str(key_file),
-            "SERVICE_TOKEN": self.service_token,
-            "ADMIN_USERNAME": ADMIN[0],
-            "ADMIN_PASSWORD": ADMIN[1],
-            "PASSWORD_HASH_COST": "10",
-            "ACCESS_LOG": "false",
-            "LOG_LEVEL": "WARNING",
-            # Most tests drive many users from one address; the limits' own tests turn them on.
-            "RATE_LIMITS": "off",
-            "REDIS_URL": "",
             **{f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()},
             **{f"{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in self.ports.items()},
+            **overrides,
         }
-        # Consul and tracing only where a test asks for them.
-        for key in ["CONSUL_HOST", *(k for k in self.env if k.startswith("OTEL_"))]:
-            self.env.pop(key, None)
-        self.env.update(overrides)
         self.procs: dict[str, subprocess.Popen] = {}
         # instance name -> the service it runs; the three first instances are named as the service
         self.services: dict[str, str] = {name: name for name in SERVICES}

@@ -15,7 +15,6 @@ relay restarted each time), and the peers have to answer over HTTP anyway.
 from __future__ import annotations
 
 import importlib
-import os
 import secrets
 import socket
 from pathlib import Path
@@ -27,7 +26,7 @@ from sanic.application.state import ApplicationServerInfo
 from sanic.http.constants import HTTP
 
 from common.auth import new_private_key_pem
-from deployment.stack import ADMIN, SERVICES, SETTINGS, mysql_connect
+from deployment.stack import SERVICES, SETTINGS, mysql_connect, scratch_env
 
 # What the apps are started in, so the peers they call are up first.
 START_ORDER = ("user_service", "order_service", "activity_service")
@@ -42,23 +41,7 @@ class Databases:
         key_file = tmp / "token_key.pem"
         key_file.write_bytes(new_private_key_pem())
         self.service_token = secrets.token_urlsafe(24)
-        self.env = {
-            **os.environ,
-            "SECKILL_DB_PREFIX": self.prefix,
-            "TOKEN_PRIVATE_KEY_FILE": str(key_file),
-            "SERVICE_TOKEN": self.service_token,
-            "ADMIN_USERNAME": ADMIN[0],
-            "ADMIN_PASSWORD": ADMIN[1],
-            "PASSWORD_HASH_COST": "10",
-            "ACCESS_LOG": "false",
-            "LOG_LEVEL": "WARNING",
-            # Most tests drive many users from one address; the limits' own tests turn them on.
-            "RATE_LIMITS": "off",
-            "REDIS_URL": "",
-        }
-        # Consul and tracing only where a test asks for them.
-        for key in ["CONSUL_HOST", *(k for k in self.env if k.startswith("OTEL_"))]:
-            self.env.pop(key, None)
+        self.env = scratch_env(self.prefix, key_file, self.service_token)
         # One autocommit connection per database, kept: a connection costs ~0.1 s to open,
         # and each query still reads what is committed at that moment.
         self._connections: dict[str, pymysql.Connection] = {}

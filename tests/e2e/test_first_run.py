@@ -428,4 +428,5 @@ def test_the_services_stop_even_when_make_run_itself_is_killed(checkout):
     try:
         wait_until(lambda: processes_from(checkout.path) == [], 30, "no process left")
     except TimeoutError:
-        assert processes_from(checkout.path) == [], checkout.log()[-3000:]
+        left = processes_from(checkout.path)
+        assert left == [], "\n".join(left) + "\n" + checkout.log()[-3000:]
