@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -15,7 +16,7 @@ import pytest
 from deployment.altcha_solver import solve
 from tests.app.apps import InProcessStack
 from tests.factories import Api, window
-from tests.redis_server import SHARED_REDIS
+from tests.redis_server import SHARED_REDIS, RedisServer
 from tests.seckill_checks import check_invariants, records, storm
 
 EASY = 1_000  # the lowest difficulty: a solve takes about a millisecond
@@ -171,3 +172,28 @@ async def test_an_expired_solution_is_refused(databases):
         await asyncio.sleep(2.1)  # expiry is in whole seconds
         assert_refused(await seckill(api, sale["id"], buyer.token, solution))
         nothing_written(api, sale["id"])
+
+
+async def test_with_redis_away_solutions_are_claimed_per_process_and_nothing_fails(
+    databases, caplog
+):
+    redis = RedisServer()
+    redis.start()
+    caplog.set_level(logging.WARNING, logger="seckill.challenge")
+    try:
+        async with instance(databases, REDIS_URL=redis.url) as api:
+            buyers = [await api.new_user() for _ in range(3)]
+            sale = await guarded_sale(api)
+            solutions = [solve(await challenge_for(api, sale["id"], b.token)) for b in buyers]
+            assert (await seckill(api, sale["id"], buyers[0].token, solutions[0])).status == 201
+            redis.stop()
+            assert (await seckill(api, sale["id"], buyers[1].token, solutions[1])).status == 201
+            redis.start()
+            await asyncio.sleep(1.1)  # past the pause before Redis is tried again
+            assert (await seckill(api, sale["id"], buyers[2].token, solutions[2])).status == 201
+            assert len(records(api.stack, sale["id"])) == 3
+    finally:
+        redis.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "seckill.challenge"]
+    assert sum("does not answer" in m for m in messages) == 1, messages
+    assert sum("answers again" in m for m in messages) == 1, messages
