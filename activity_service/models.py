@@ -1,6 +1,7 @@
 """activity_service schema: peewee models and migrations only; queries live in repository.py."""
 
 import peewee
+import playhouse.migrate
 from playhouse.migrate import MySQLMigrator
 
 from common.config import Settings
@@ -24,6 +25,9 @@ class Activity(peewee.Model):
     ends_at = PreciseDateTimeField()
     created_at = PreciseDateTimeField()
     updated_at = PreciseDateTimeField()
+    # The anti-bot challenge (docs/seckill.md): asked or not, and ALTCHA's maxnumber.
+    challenge = peewee.BooleanField(default=False)
+    challenge_difficulty = peewee.IntegerField(default=50_000)
 
     class Meta:
         database = database
@@ -76,7 +80,17 @@ def add_order_lifecycle(migrator: MySQLMigrator) -> None:
 
 
 MODELS = [Activity, SeckillRecord, Outbox]
-MIGRATIONS: list = [(1, add_order_lifecycle)]
+
+
+def add_challenge(migrator: MySQLMigrator) -> None:
+    """2: the anti-bot challenge per activity, off for existing activities."""
+    playhouse.migrate.migrate(
+        migrator.add_column("activities", "challenge", Activity.challenge),
+        migrator.add_column("activities", "challenge_difficulty", Activity.challenge_difficulty),
+    )
+
+
+MIGRATIONS: list = [(1, add_order_lifecycle), (2, add_challenge)]
 
 
 def run_migrations(settings: Settings) -> int:

@@ -15,7 +15,7 @@ from common.db import Cursor, Database, Result, Script, placeholders
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at, "
-    "pay_within_seconds FROM activities "
+    "pay_within_seconds, challenge, challenge_difficulty FROM activities "
 )
 RECORD_COLUMNS = (
     "SELECT activity_id, user_id, order_no, amount, created_at, expires_at, released_as "
@@ -30,8 +30,8 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
     async def work(cur: Cursor) -> int:
         await cur.execute(
             "INSERT INTO activities (name, product_name, price, stock, remaining, starts_at, "
-            "ends_at, pay_within_seconds, released, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s)",
+            "ends_at, pay_within_seconds, released, created_at, updated_at, challenge, "
+            "challenge_difficulty) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s)",
             (
                 values["name"],
                 values["product_name"],
@@ -43,6 +43,8 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
                 values["pay_within_seconds"],
                 now,
                 now,
+                values["challenge"],
+                values["challenge_difficulty"],
             ),
         )
         return cur.lastrowid
@@ -52,6 +54,14 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
 
 async def get_activity(db: Database, activity_id: int) -> dict | None:
     return await db.fetch_one(ACTIVITY_COLUMNS + "WHERE id = %s", (activity_id,))
+
+
+async def challenge_rule(db: Database, activity_id: int) -> dict | None:
+    """Whether the activity asks for a challenge, how hard, and when it starts."""
+    return await db.fetch_one(
+        "SELECT challenge, challenge_difficulty, starts_at FROM activities WHERE id = %s",
+        (activity_id,),
+    )
 
 
 async def list_activities(db: Database, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -79,6 +89,8 @@ async def update_activity(cur: Cursor, activity_id: int, values: dict[str, Any])
         "ends_at",
         "pay_within_seconds",
         "updated_at",
+        "challenge",
+        "challenge_difficulty",
     )
     columns = [column for column in allowed if column in values]
     assignments = ", ".join(column + " = %s" for column in columns)

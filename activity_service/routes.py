@@ -10,6 +10,7 @@ from activity_service.schemas import (
     ActivityCreate,
     ActivityPage,
     ActivityPatch,
+    Challenge,
     PageQuery,
     Releases,
     ReleasesApplied,
@@ -28,9 +29,13 @@ from common.openapi import (
 )
 from common.schemas import Order
 from common.validation import parse_body, parse_query
+from common.web import client_ip
 
 bp = Blueprint("activities")
 internal = Blueprint("internal_activities")
+
+# Where the seckill takes a solved challenge (docs/api.md).
+SOLUTION_HEADER = "X-Altcha"
 
 MAX_ID = 2**63 - 1
 
@@ -117,6 +122,36 @@ async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
     return empty()
 
 
+async def admit(request: Request, activity_id: int, user_id: int) -> None:
+    """What a seckill request must pass before it may queue for stock: the challenge's
+    solution checked (pure CPU), the rate limits, then the solution used up."""
+    ctx = request.app.ctx
+    solved = None
+    if await ctx.challenge_rules.difficulty(activity_id):
+        solved = ctx.challenges.verify(request.headers.get(SOLUTION_HEADER), activity_id, user_id)
+    await ctx.limiter.hit(ctx.limits.per_user, str(user_id))
+    await ctx.limiter.hit(ctx.limits.per_ip, client_ip(request))
+    if solved is not None:
+        await ctx.challenges.claim(*solved)
+
+
+@bp.get("/activities/<activity_id:int>/challenge")
+@openapi.summary("A proof-of-work challenge (ALTCHA) for this user's seckill on this activity")
+@openapi.tag("seckill")
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@json_response(200, Challenge, "solve it, then send the solution with the seckill (X-Altcha)")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found")
+async def challenge(request: Request, activity_id: int) -> HTTPResponse:
+    principal = await current_user(request)
+    activity = await request.app.ctx.activities.get(checked_id(activity_id))
+    issued = request.app.ctx.challenges.issue(
+        activity.id, principal.user_id, activity.challenge_difficulty
+    )
+    return json(issued)
+
+
 @bp.post("/activities/<activity_id:int>/seckill")
 @openapi.summary("Seckill: buy one unit, at most one order per user")
 @openapi.tag("seckill")
@@ -124,12 +159,27 @@ async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
 @path_parameter("activity_id", {"type": "integer"}, "the activity's id")
 @json_response(201, Order, "the order this call placed")
 @json_response(200, Order, "the order you already hold for this activity")
+@openapi.parameter(
+    SOLUTION_HEADER,
+    str,
+    "header",
+    description="the solved challenge, as the ALTCHA widget's base64 payload: "
+    "required when the activity has `challenge` on",
+)
 @problem_response(401, "unauthorized")
+@problem_response(403, "challenge_failed: missing, wrong, expired, used or not yours")
 @problem_response(404, "not_found")
 @problem_response(409, "sold_out, not_started or ended")
+@problem_response(429, "rate_limited: too many tries from this user or address; see Retry-After")
 async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     principal = await current_user(request)
-    outcome = await request.app.ctx.seckill.buy(checked_id(activity_id), principal.user_id)
+    checked_id(activity_id)
+    # What memory knows (your order, or sold out) first: it writes nothing, costs least,
+    # and is what most requests get after a sell-out (docs/seckill.md, the gate).
+    outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
+    if outcome is None:
+        await admit(request, activity_id, principal.user_id)
+        outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
     if outcome.error is not None:
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)

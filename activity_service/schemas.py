@@ -13,6 +13,15 @@ from common.openapi import omit_nulls
 
 MAX_STOCK = 10_000_000
 PAY_WITHIN_SECONDS = {"ge": 10, "le": 86_400, "strict": True}
+MIN_DIFFICULTY, MAX_DIFFICULTY = 1_000, 10_000_000
+CHALLENGE = (
+    "whether a seckill must carry a solved challenge (GET /activities/{id}/challenge); "
+    "may change only before the start"
+)
+DIFFICULTY = (
+    "the challenge's maxNumber: a solver hashes about half of it on average "
+    "(50,000: about 0.05 s in a browser); may change only before the start"
+)
 
 
 class _Strict(BaseModel):
@@ -33,6 +42,10 @@ class ActivityCreate(_Strict):
     ends_at: TimestampIn = Field(examples=["2026-11-26T16:00:00Z"])
     pay_within_seconds: int = Field(
         900, **PAY_WITHIN_SECONDS, description="how long a buyer has to pay an order"
+    )
+    challenge: bool = Field(False, strict=True, description=CHALLENGE)
+    challenge_difficulty: int = Field(
+        50_000, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
     )
 
     @model_validator(mode="after")
@@ -65,6 +78,10 @@ class ActivityPatch(_Strict):
     pay_within_seconds: int | None = Field(
         None, **PAY_WITHIN_SECONDS, description="for orders placed from now on"
     )
+    challenge: bool | None = Field(None, strict=True, description=CHALLENGE)
+    challenge_difficulty: int | None = Field(
+        None, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
+    )
 
 
 class Activity(BaseModel):
@@ -78,6 +95,18 @@ class Activity(BaseModel):
     ends_at: Timestamp
     pay_within_seconds: int = Field(description="how long a buyer has to pay an order")
     status: Literal["upcoming", "active", "sold_out", "ended"]
+    challenge: bool = Field(description=CHALLENGE)
+    challenge_difficulty: int = Field(description=DIFFICULTY)
+
+
+class Challenge(BaseModel):
+    """An ALTCHA challenge (v1 format), for the ALTCHA widget or any ALTCHA solver."""
+
+    algorithm: str = Field(examples=["SHA-256"])
+    challenge: str = Field(description="the SHA-256 of salt + the secret number, in hex")
+    maxNumber: int = Field(description="the secret number is at most this")  # noqa: N815
+    salt: str = Field(description="carries expires, a (activity) and u (user)")
+    signature: str = Field(description="HMAC of challenge, by the service")
 
 
 class ActivityPage(BaseModel):

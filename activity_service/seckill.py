@@ -335,6 +335,11 @@ class Seckill:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def known(self, activity_id: int, user_id: int) -> Outcome | None:
+        """What memory alone answers (the user's order, or closed), without queueing."""
+        state = self._states.get(activity_id)
+        return state.answer(user_id) if state is not None else None
+
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
         state = self._state(activity_id)
         outcome = state.answer(user_id)

@@ -89,6 +89,8 @@ class ActivityService:
             "starts_at",
             "ends_at",
             "pay_within_seconds",
+            "challenge",
+            "challenge_difficulty",
         ):
             if key in changes and changes[key] is None:
                 raise InvalidRequest([{"field": key, "message": "may not be null"}])
@@ -112,6 +114,9 @@ class ActivityService:
                 if changes["stock"] < sold:
                     raise StockBelowSold(sold)
                 changes["remaining"] = changes["stock"] - sold
+            for key in ("challenge", "challenge_difficulty"):
+                if key in changes and now >= current["starts_at"]:
+                    raise ActivityStarted(f"activity {activity_id} has started; {key} is fixed")
             starts = changes.get("starts_at", current["starts_at"])
             ends = changes.get("ends_at", current["ends_at"])
             if ends <= starts:

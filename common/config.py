@@ -154,6 +154,16 @@ class Settings(BaseSettings):
     access_log: bool = True
     log_level: str = "INFO"
 
+    # Redis (rate limits, challenge replays): empty means per process, in memory.
+    redis_url: str | None = None
+    rate_limits: Literal["on", "off"] = "on"
+    # The part of each limit a process may let through before Redis hears of it.
+    rate_limit_local_share: float = Field(0.1, ge=0, le=1)
+    # Sanic's own proxy settings: which headers may name the client (docs/operations.md).
+    proxies_count: int | None = Field(None, ge=0)
+    real_ip_header: str | None = None
+    forwarded_secret: Annotated[str | None, SECRET] = Field(None, repr=False)
+
     @field_validator("db_prefix")
     @classmethod
     def _prefix_is_an_identifier(cls, prefix: str) -> str:
@@ -167,6 +177,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(tag.strip() for tag in value.split(",") if tag.strip())
         return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

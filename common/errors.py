@@ -21,7 +21,7 @@ class AppError(Exception):
 
     status = 500
     code = "internal_error"
-    retry_after: int | None = None  # seconds, sent as Retry-After when set
+    headers: dict[str, str] = {}  # never mutated; an instance sets its own
 
     def __init__(self, detail: str | None = None, **extra: Any):
         self.detail = detail or HTTPStatus(self.status).phrase
@@ -125,8 +125,8 @@ def error_response(error: AppError) -> HTTPResponse:
     if span.is_recording():
         span.set_attribute("seckill.error_code", error.code)
     response = problem(error.status, error.code, error.detail, **error.extra)
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
+    if error.headers:
+        response.headers.update(error.headers)
     return response
 
 

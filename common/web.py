@@ -51,8 +51,18 @@ def new_app(settings: Settings, title: str) -> Sanic:
     app.config.API_TITLE = title
     app.config.API_VERSION = "1.0.0"
     setup_deadlines(app, settings)  # served with RequestDeadlineProtocol (common/runner.py)
+    # Which proxy headers may name the client: none unless configured (client_ip below).
+    app.config.PROXIES_COUNT = settings.proxies_count
+    app.config.REAL_IP_HEADER = settings.real_ip_header
+    app.config.FORWARDED_SECRET = settings.forwarded_secret
     app.ctx.settings = settings
     return app
+
+
+def client_ip(request: Request) -> str:
+    """The client's address: what a trusted proxy says (Sanic's PROXIES_COUNT, REAL_IP_HEADER,
+    FORWARDED_SECRET), else the socket peer. Headers from anyone else are ignored."""
+    return request.remote_addr or request.ip
 
 
 def setup_requests(app: Sanic, settings: Settings) -> None:

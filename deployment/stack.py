@@ -71,8 +71,8 @@ async def scratch_database(
 
 def scratch_env(prefix: str, key_file: Path, service_token: str) -> dict[str, str]:
     """This process's environment for a test's services: their own database prefix, signing key,
-    service token and admin, quiet logs, cheap hashes, and no Consul or tracing (a test that
-    wants them sets them)."""
+    service token and admin, quiet logs, cheap hashes, and no Consul, tracing, Redis or rate
+    limits (a test that wants them sets them)."""
     env = {
         **os.environ,
         "SECKILL_DB_PREFIX": prefix,
@@ -85,6 +85,9 @@ def scratch_env(prefix: str, key_file: Path, service_token: str) -> dict[str, st
         "PASSWORD_HASH_QUEUE": "1000",
         "ACCESS_LOG": "false",
         "LOG_LEVEL": "WARNING",
+        # Most tests drive many users from one address; the limits' own tests turn them on.
+        "RATE_LIMITS": "off",
+        "REDIS_URL": "",
     }
     for key in ["CONSUL_HOST", *(k for k in env if k.startswith("OTEL_"))]:
         env.pop(key, None)

@@ -124,7 +124,13 @@ class Api:
         assert reply.status == 201, reply
         return reply.body
 
-    async def seckill(self, activity_id: int, token: str) -> Reply:
+    async def seckill(self, activity_id: int, token: str, solution: str | None = None) -> Reply:
+        """solution: a solved challenge (deployment/altcha_solver.py), sent as X-Altcha."""
+        headers = {"X-Altcha": solution} if solution is not None else None
         return await self.call(
-            "POST", "activity_service", f"/activities/{activity_id}/seckill", token=token
+            "POST",
+            "activity_service",
+            f"/activities/{activity_id}/seckill",
+            token=token,
+            headers=headers,
         )

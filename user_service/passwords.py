@@ -56,7 +56,7 @@ async def verify_password(password: str, encoded: str) -> bool:
 
 class HashingBusy(ServiceUnavailable):
     code = "busy"
-    retry_after = 1
+    headers = {"Retry-After": "1"}
 
 
 class HashPool:

@@ -7,6 +7,7 @@ import logging
 from common.auth import Principal, issue_token
 from common.db import Database
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from common.ratelimit import NO_LIMIT, Limit, Limiter
 from user_service import repository
 from user_service.passwords import (
     HashPool,
@@ -39,8 +40,19 @@ class WeakPassword(InvalidRequest):
 
 
 class UserService:
-    def __init__(self, db: Database, private_key, settings: UserSettings, pool: HashPool):
+    def __init__(
+        self,
+        db: Database,
+        private_key,
+        settings: UserSettings,
+        pool: HashPool,
+        limiter: Limiter | None = None,
+        failures: Limit = NO_LIMIT,
+    ):
         self.db = db
+        # Login throttling: `failures` per username; then 429 even for the right password.
+        self.limiter = limiter or Limiter(None, enabled=False)
+        self.failures = failures
         self.private_key = private_key
         self.settings = settings
         self.token_ttl = settings.token_ttl_seconds
@@ -79,9 +91,12 @@ class UserService:
             pass  # another worker created it first
 
     async def login(self, username: str, password: str) -> Token:
+        # Counted by the name asked for, known or not: an unknown user is answered the same.
+        await self.limiter.check(self.failures, username)
         user = await repository.user_by_name(self.db, username)
         encoded = user["password_hash"] if user else self._decoy_hash
         if not await self.pool.run(verify_password_sync, password, encoded) or user is None:
+            await self.limiter.count(self.failures, username)
             raise InvalidCredentials("wrong username or password")
         token = issue_token(self.private_key, user["id"], bool(user["is_admin"]), self.token_ttl)
         return Token(access_token=token, token_type="bearer", expires_in=self.token_ttl)

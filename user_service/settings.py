@@ -5,6 +5,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, ValidationInfo, field_validator
 
 from common.config import SECRET, Settings
+from common.ratelimit import limit_setting
 
 
 class UserSettings(Settings):
@@ -30,3 +31,14 @@ class UserSettings(Settings):
         if cap is not None and ttl > cap:
             raise ValueError(f"must not exceed TOKEN_MAX_TTL_SECONDS ({cap})")
         return ttl
+
+    # Rate limits (docs/operations.md): N/period, or 0 for off.
+    limit_signups_per_ip: str = "20/hour"
+    limit_logins_per_ip: str = "60/minute"
+    limit_login_failures_per_username: str = "5/15minutes"
+
+    _limits = field_validator(
+        "limit_signups_per_ip",
+        "limit_logins_per_ip",
+        "limit_login_failures_per_username",
+    )(limit_setting)

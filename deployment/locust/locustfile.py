@@ -20,7 +20,9 @@ answered (unless units came back), and no order is left unpaid 5 s past its expi
 the last deadline of the run is within --settle-timeout, the check waits for it first.
 It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed check makes
 locust exit non-zero. The activity is created at the start (stock: --stock, or
-half the shoppers), or given with --activity-id.
+half the shoppers), or given with --activity-id. With --challenge N the created activity
+asks for an ALTCHA challenge of difficulty N; shoppers solve one before each seckill call
+(the first before the gate), as the ALTCHA widget does in a browser.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 
+from deployment.altcha_solver import solve
 from deployment.invariants import EXPIRY_BOUND, Answers, Books, overdue, settle
 
 logger = logging.getLogger("seckill.load")
@@ -84,6 +87,13 @@ def add_arguments(parser) -> None:
         type=int,
         default=3,
         help="seckill calls per shopper",
+    )
+    parser.add_argument(
+        "--challenge",
+        env_var="LOCUST_CHALLENGE",
+        type=int,
+        default=0,
+        help="the created activity asks for an ALTCHA challenge of this difficulty (0: none)",
     )
     parser.add_argument(
         "--gate-timeout",
@@ -179,7 +189,9 @@ def admin_session(options) -> requests.Session:
 
 def create_activity(environment: Environment, stock: int) -> int:
     now = datetime.now(UTC)
-    body = {
+    difficulty = environment.parsed_options.challenge
+    guard = {"challenge": True, "challenge_difficulty": difficulty} if difficulty else {}
+    body = guard | {
         "name": f"Load run {now:%H:%M:%S}",
         "product_name": "Keyboard",
         "price": "19.90",
@@ -231,11 +243,15 @@ class Shopper(HttpUser):
 
     def on_start(self) -> None:
         self.run, self.token, self.attempts, self.won = RUN, None, 0, None
+        self.guarded, self.solution = False, None
         options = self.environment.parsed_options
         try:
             self.token = self.sign_up(options.user_url)
             self.client.get("/activities?limit=20", name="/activities")
-            self.client.get(f"/activities/{self.run.activity_id}", name="/activities/[id]")
+            reply = self.client.get(f"/activities/{self.run.activity_id}", name="/activities/[id]")
+            self.guarded = reply.ok and reply.json().get("challenge", False)
+            if self.token is not None and self.guarded:
+                self.solution = self.solve()  # the first one before the gate, as a browser would
         finally:
             self.run.arrive()
         if self.token is None:
@@ -274,13 +290,28 @@ class Shopper(HttpUser):
         if self.attempts >= self.environment.parsed_options.attempts:
             self.finish()
         self.attempts += 1
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.guarded:
+            # Each solution buys once: a later attempt solves a new challenge.
+            headers["X-Altcha"] = self.solution or self.solve()
+            self.solution = None
         with self.client.post(
             f"/activities/{self.run.activity_id}/seckill",
-            headers={"Authorization": f"Bearer {self.token}"},
+            headers=headers,
             name=SECKILL,
             catch_response=True,
         ) as reply:
             self.judge(reply)
+
+    def solve(self) -> str:
+        """A solved ALTCHA challenge for this shopper and activity (docs/api.md)."""
+        reply = self.client.get(
+            f"/activities/{self.run.activity_id}/challenge",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name="/activities/[id]/challenge",
+        )
+        reply.raise_for_status()
+        return solve(reply.json())
 
     def judge(self, reply) -> None:
         try:

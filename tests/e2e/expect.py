@@ -75,4 +75,6 @@ ACTIVITY_KEYS = {
     "ends_at",
     "pay_within_seconds",
     "status",
+    "challenge",
+    "challenge_difficulty",
 }

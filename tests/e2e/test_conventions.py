@@ -32,6 +32,8 @@ ACTIVITY_BODY = {
     "starts_at",
     "ends_at",
     "pay_within_seconds",
+    "challenge",
+    "challenge_difficulty",
 }
 
 

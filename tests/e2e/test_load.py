@@ -178,3 +178,30 @@ async def test_refuses_to_run_without_admin_credentials(stack, tmp_path):
     )
     assert result.returncode != 0
     assert "set ADMIN_PASSWORD" in result.stderr
+
+
+async def test_a_flash_sale_with_the_challenge_on_sells_its_stock_with_no_failures(stack, tmp_path):
+    result, stats = await asyncio.to_thread(
+        locust,
+        stack,
+        tmp_path,
+        "--users",
+        "20",
+        "--spawn-rate",
+        "20",
+        "--run-time",
+        "90s",
+        "--stock",
+        "10",
+        "--attempts",
+        "2",
+        "--challenge",
+        "1000",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(
+        r"^INVARIANT OK \| activity=\d+ stock=10 remaining=0 orders=10 ", result.stdout, re.M
+    ), output[-4000:]
+    assert stats["/activities/[id]/challenge"]["num_requests"] >= 20
+    assert all(row["num_failures"] == 0 for row in stats.values()), stats

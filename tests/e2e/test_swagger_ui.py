@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Route, async_playwright
 
+from deployment.altcha_solver import solve
 from deployment.stack import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -181,4 +182,29 @@ async def test_seckill_from_swagger_ui(browser, api, stack):
     order = await api.call("GET", "order_service", f"/orders/{order_no}", buyer.token)
     assert order.status == 200 and order.body["user_id"] == buyer.id
     await keep_screenshots(page, block, "activity_service-seckill")
+    assert blocked == []
+
+
+async def test_seckill_with_the_challenge_on_from_swagger_ui(browser, api, stack):
+    """The walkthrough of the README: get the challenge, solve it, paste it into X-Altcha."""
+    base = stack.activity_url
+    activity = await api.create_activity(stock=1, challenge=True, challenge_difficulty=1000)
+    buyer = await api.new_user()
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+    await authorize(page, buyer.token)
+    activity_id = str(activity["id"])
+    _, status, body = await execute(
+        page, "GET", "/activities/{activity_id}/challenge", activity_id=activity_id
+    )
+    assert status == "200", body
+    challenge = json.loads(body[body.index("{") : body.rindex("}") + 1])
+    path = "/activities/{activity_id}/seckill"
+    params = {"activity_id": activity_id, "X-Altcha": solve(challenge)}
+    block, status, body = await execute(page, "POST", path, **params)
+
+    assert status == "201", body
+    await keep_screenshots(page, block, "activity_service-seckill-challenge")
     assert blocked == []

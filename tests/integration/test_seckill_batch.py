@@ -57,6 +57,8 @@ async def new_activity(
         "starts_at": starts,
         "ends_at": starts + timedelta(seconds=length),
         "pay_within_seconds": pay_within,
+        "challenge": False,
+        "challenge_difficulty": 50_000,
     }
     return await repository.insert_activity(db, values, utcnow())
 

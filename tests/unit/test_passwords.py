@@ -77,7 +77,7 @@ def test_the_pool_refuses_past_its_bound_and_a_hang_up_frees_no_slot_early():
         await asyncio.sleep(0.05)
         with pytest.raises(HashingBusy) as busy:
             await pool.run(release.wait, 10)
-        assert busy.value.status == 503 and busy.value.retry_after == 1
+        assert busy.value.status == 503 and busy.value.headers == {"Retry-After": "1"}
         first.cancel()  # the running job's client hangs up: its thread still works
         await asyncio.sleep(0.05)
         assert pool.pending == 2

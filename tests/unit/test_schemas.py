@@ -64,6 +64,8 @@ def test_an_activity_row_is_presented_with_its_status_in_the_documented_formats(
         "starts_at": datetime(2026, 11, 26, 14, 0),
         "ends_at": datetime(2026, 11, 26, 16, 0),
         "pay_within_seconds": 600,
+        "challenge": 1,  # MySQL's BOOLEAN is a TINYINT
+        "challenge_difficulty": 50_000,
         "created_at": NOW,  # columns the API does not show are left out
     }
     body = present(row, NOW).model_dump(mode="json")
@@ -78,6 +80,8 @@ def test_an_activity_row_is_presented_with_its_status_in_the_documented_formats(
         "ends_at": "2026-11-26T16:00:00Z",
         "pay_within_seconds": 600,
         "status": "sold_out",
+        "challenge": True,
+        "challenge_difficulty": 50_000,
     }
     jsonschema.validate(body, Activity.model_json_schema())
 
