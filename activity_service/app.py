@@ -2,14 +2,17 @@
 
 import asyncio
 from contextlib import suppress
+from types import SimpleNamespace
 
 from sanic import Sanic
 
+from activity_service import repository
+from activity_service.challenge import ChallengeRules, Challenges, hmac_key
 from activity_service.relay import OrderRelay
-from activity_service.routes import bp
+from activity_service.routes import bp, internal
 from activity_service.schemas import example_window
 from activity_service.seckill import Seckill
-from activity_service.service import ActivityService
+from activity_service.service import ActivityService, ReleaseService
 from activity_service.settings import ActivitySettings
 from common.auth import setup_remote_keys
 from common.client import setup_client
@@ -17,6 +20,8 @@ from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
 from common.openapi import live_examples, setup_openapi
+from common.ratelimit import Limit, parse_limit, setup_limits
+from common.redis import setup_redis
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
@@ -31,10 +36,17 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     setup_discovery(app, settings)
     setup_client(app, settings, peers=("user_service", "order_service"))
     setup_remote_keys(app)
+    setup_redis(app, settings)
+    setup_limits(app, settings)
+    app.ctx.limits = SimpleNamespace(
+        per_user=Limit("seckill_per_user", parse_limit(settings.limit_seckill_per_user)),
+        per_ip=Limit("seckill_per_ip", parse_limit(settings.limit_seckill_per_ip)),
+    )
     setup_health(app)
-    setup_openapi(app)
+    setup_openapi(app, internal=True)
     live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
+    app.blueprint(internal)
 
     @app.before_server_start
     async def start_seckill(app: Sanic) -> None:
@@ -47,7 +59,22 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             settings.seckill_batch_wait_ms,
             tracer=app.ctx.tracer,
         )
-        app.ctx.activities = ActivityService(app.ctx.db, on_change=app.ctx.seckill.forget)
+        app.ctx.challenges = Challenges(
+            hmac_key(settings.service_token),
+            settings.challenge_ttl_seconds,
+            app.ctx.redis,
+            prefix=settings.db_prefix,
+        )
+        rules = app.ctx.challenge_rules = ChallengeRules(
+            lambda activity_id: repository.challenge_rule(app.ctx.db, activity_id)
+        )
+
+        def changed(activity_id: int) -> None:
+            app.ctx.seckill.forget(activity_id)
+            rules.forget(activity_id)
+
+        app.ctx.activities = ActivityService(app.ctx.db, on_change=changed)
+        app.ctx.releases = ReleaseService(app.ctx.db, on_release=app.ctx.seckill.forget)
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:

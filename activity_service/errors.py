@@ -33,6 +33,10 @@ class ActivityStarted(Conflict):
     code = "activity_started"
 
 
+class ActivityEnded(Conflict):
+    code = "activity_ended"
+
+
 class HasOrders(Conflict):
     code = "has_orders"
 

@@ -1,6 +1,8 @@
 """activity_service schema: peewee models and migrations only; queries live in repository.py."""
 
 import peewee
+import playhouse.migrate
+from playhouse.migrate import MySQLMigrator
 
 from common.config import Settings
 from common.migrations import PreciseDateTimeField, migrate
@@ -15,10 +17,17 @@ class Activity(peewee.Model):
     price = peewee.DecimalField(max_digits=10, decimal_places=2)
     stock = peewee.IntegerField()
     remaining = peewee.IntegerField(constraints=[peewee.Check("remaining >= 0")])
+    # Seconds a buyer has to pay; an order's expires_at is its created_at plus this.
+    pay_within_seconds = peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 900")])
+    # Units given back by cancelled or expired orders: records = stock - remaining + released.
+    released = peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 0")])
     starts_at = PreciseDateTimeField()
     ends_at = PreciseDateTimeField()
     created_at = PreciseDateTimeField()
     updated_at = PreciseDateTimeField()
+    # The anti-bot challenge (docs/seckill.md): asked or not, and ALTCHA's maxnumber.
+    challenge = peewee.BooleanField(default=False)
+    challenge_difficulty = peewee.IntegerField(default=50_000)
 
     class Meta:
         database = database
@@ -34,6 +43,10 @@ class SeckillRecord(peewee.Model):
     order_no = peewee.CharField(max_length=32, unique=True)
     amount = peewee.DecimalField(max_digits=10, decimal_places=2)
     created_at = PreciseDateTimeField()
+    expires_at = PreciseDateTimeField()
+    # 'cancelled' or 'expired' once order_service has given the unit back; NULL before.
+    released_as = peewee.CharField(max_length=16, null=True)
+    released_at = PreciseDateTimeField(null=True)
 
     class Meta:
         database = database
@@ -52,8 +65,32 @@ class Outbox(peewee.Model):
         table_name = "outbox"
 
 
+def add_order_lifecycle(migrator: MySQLMigrator) -> None:
+    """1: pay deadlines and released units. Existing records get the default deadline,
+    created_at + 900 s, as order_service's migration 1 gives their orders."""
+    for sql in (
+        "ALTER TABLE activities ADD COLUMN pay_within_seconds INT NOT NULL DEFAULT 900, "
+        "ADD COLUMN released INT NOT NULL DEFAULT 0",
+        "ALTER TABLE seckill_records ADD COLUMN expires_at DATETIME(6) NULL, "
+        "ADD COLUMN released_as VARCHAR(16) NULL, ADD COLUMN released_at DATETIME(6) NULL",
+        "UPDATE seckill_records SET expires_at = created_at + INTERVAL 900 SECOND",
+        "ALTER TABLE seckill_records MODIFY expires_at DATETIME(6) NOT NULL",
+    ):
+        migrator.database.execute_sql(sql)
+
+
 MODELS = [Activity, SeckillRecord, Outbox]
-MIGRATIONS: list = []
+
+
+def add_challenge(migrator: MySQLMigrator) -> None:
+    """2: the anti-bot challenge per activity, off for existing activities."""
+    playhouse.migrate.migrate(
+        migrator.add_column("activities", "challenge", Activity.challenge),
+        migrator.add_column("activities", "challenge_difficulty", Activity.challenge_difficulty),
+    )
+
+
+MIGRATIONS: list = [(1, add_order_lifecycle), (2, add_challenge)]
 
 
 def run_migrations(settings: Settings) -> int:

@@ -21,7 +21,7 @@ from activity_service.seckill import present_order
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
-from common.retry import AsyncRetrying, backoff
+from common.relay import relay_forever
 from common.tracing import span
 
 logger = logging.getLogger("seckill.relay")
@@ -144,17 +144,7 @@ class OrderRelay:
                 return sent
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            async for attempt in AsyncRetrying(
-                retry_on=Exception,  # for ever: order_service may be away for a while
-                wait=backoff(self.interval * 1.5, 2.0, factor=1.5),
-                log=lambda exc, _: logger.warning("relay could not reach order_service: %s", exc),
-            ):
-                with attempt:
-                    sent = await self.resend_pending()
-            if sent:
-                logger.info("relay re-sent %s orders", sent)
+        await relay_forever(self.resend_pending, self.interval, "order_service", logger)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """At shutdown, give in-flight hand-offs (and those they start) a moment to finish."""

@@ -14,9 +14,13 @@ from typing import Any
 from common.db import Cursor, Database, Result, Script, placeholders
 
 ACTIVITY_COLUMNS = (
-    "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at FROM activities "
+    "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at, "
+    "pay_within_seconds, challenge, challenge_difficulty FROM activities "
 )
-RECORD_COLUMNS = "SELECT activity_id, user_id, order_no, amount, created_at FROM seckill_records "
+RECORD_COLUMNS = (
+    "SELECT activity_id, user_id, order_no, amount, created_at, expires_at, released_as "
+    "FROM seckill_records "
+)
 
 
 # Activities
@@ -26,7 +30,8 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
     async def work(cur: Cursor) -> int:
         await cur.execute(
             "INSERT INTO activities (name, product_name, price, stock, remaining, starts_at, "
-            "ends_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "ends_at, pay_within_seconds, released, created_at, updated_at, challenge, "
+            "challenge_difficulty) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s)",
             (
                 values["name"],
                 values["product_name"],
@@ -35,8 +40,11 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
                 values["stock"],
                 values["starts_at"],
                 values["ends_at"],
+                values["pay_within_seconds"],
                 now,
                 now,
+                values["challenge"],
+                values["challenge_difficulty"],
             ),
         )
         return cur.lastrowid
@@ -46,6 +54,14 @@ async def insert_activity(db: Database, values: dict[str, Any], now: datetime) -
 
 async def get_activity(db: Database, activity_id: int) -> dict | None:
     return await db.fetch_one(ACTIVITY_COLUMNS + "WHERE id = %s", (activity_id,))
+
+
+async def challenge_rule(db: Database, activity_id: int) -> dict | None:
+    """Whether the activity asks for a challenge, how hard, and when it starts."""
+    return await db.fetch_one(
+        "SELECT challenge, challenge_difficulty, starts_at FROM activities WHERE id = %s",
+        (activity_id,),
+    )
 
 
 async def list_activities(db: Database, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -71,7 +87,10 @@ async def update_activity(cur: Cursor, activity_id: int, values: dict[str, Any])
         "remaining",
         "starts_at",
         "ends_at",
+        "pay_within_seconds",
         "updated_at",
+        "challenge",
+        "challenge_difficulty",
     )
     columns = [column for column in allowed if column in values]
     assignments = ", ".join(column + " = %s" for column in columns)
@@ -104,7 +123,17 @@ def _split_activity_and_holders(
         return None, []
     first = rows[0]
     activity = {
-        key: first[key] for key in ("id", "price", "stock", "remaining", "starts_at", "ends_at")
+        key: first[key]
+        for key in (
+            "id",
+            "price",
+            "stock",
+            "remaining",
+            "starts_at",
+            "ends_at",
+            "pay_within_seconds",
+            "released",
+        )
     }
     records = [
         {
@@ -113,6 +142,8 @@ def _split_activity_and_holders(
             "order_no": row["order_no"],
             "amount": row["amount"],
             "created_at": row["ordered_at"],
+            "expires_at": row["expires_at"],
+            "released_as": row["released_as"],
         }
         for row in rows
         if row["user_id"] is not None
@@ -131,7 +162,8 @@ def activity_and_holders(
     """
     read = (
         "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
-        "r.user_id, r.order_no, r.amount, r.created_at AS ordered_at "
+        "a.pay_within_seconds, a.released, r.user_id, r.order_no, r.amount, "
+        "r.created_at AS ordered_at, r.expires_at, r.released_as "
         "FROM activities a LEFT JOIN seckill_records r "
         "ON r.activity_id = a.id AND r.user_id IN " + placeholders(len(user_ids)) + " "
         "WHERE a.id = %s",
@@ -190,7 +222,7 @@ def place_orders(activity_id: int, records: Sequence[dict]) -> Script[int | None
         ("SET @seckill_granted = ROW_COUNT()", ()),
         _insert_if_granted(
             "seckill_records",
-            ("activity_id", "user_id", "order_no", "amount", "created_at"),
+            ("activity_id", "user_id", "order_no", "amount", "created_at", "expires_at"),
             records,
         ),
         _insert_if_granted("outbox", ("order_no", "created_at"), records),
@@ -227,8 +259,8 @@ async def records_after(db: Database, activity_id: int, after_user: int, limit: 
 
 async def undelivered(db: Database, older_than: datetime, limit: int) -> list[dict]:
     return await db.fetch_all(
-        "SELECT r.activity_id, r.user_id, r.order_no, r.amount, r.created_at "
-        "FROM outbox o JOIN seckill_records r ON r.order_no = o.order_no "
+        "SELECT r.activity_id, r.user_id, r.order_no, r.amount, r.created_at, r.expires_at, "
+        "r.released_as FROM outbox o JOIN seckill_records r ON r.order_no = o.order_no "
         "WHERE o.created_at <= %s ORDER BY o.created_at LIMIT %s",
         (older_than, limit),
     )
@@ -241,3 +273,40 @@ async def mark_delivered(db: Database, order_nos: Sequence[str]) -> None:
         sorted(order_nos),
         name="mark_delivered",
     )
+
+
+# Releases: units that order_service gives back (cancelled or expired orders)
+
+
+async def apply_releases(cur: Cursor, releases: dict[str, str], now: datetime) -> list[dict]:
+    """Mark these records released (order_no -> 'cancelled' | 'expired') and put their units
+    back; records released already are left alone. Returns the records released now.
+
+    The records are locked first, in order_no order, so that repeats of the same
+    release wait for each other instead of both giving the unit back.
+    """
+    order_nos = sorted(releases)
+    await cur.execute(
+        "SELECT order_no, activity_id, user_id FROM seckill_records "  # noqa: S608
+        "WHERE order_no IN " + placeholders(len(order_nos)) + " AND released_as IS NULL "
+        "ORDER BY order_no FOR UPDATE",
+        order_nos,
+    )
+    released = list(await cur.fetchall())
+    per_activity: dict[int, int] = {}
+    for record in released:
+        await cur.execute(
+            "UPDATE seckill_records SET released_as = %s, released_at = %s WHERE order_no = %s",
+            (releases[record["order_no"]], now, record["order_no"]),
+        )
+        per_activity[record["activity_id"]] = per_activity.get(record["activity_id"], 0) + 1
+    for activity_id, units in sorted(per_activity.items()):
+        given_back = await cur.execute(
+            "UPDATE activities SET remaining = remaining + %s, released = released + %s "
+            "WHERE id = %s AND remaining + %s <= stock",
+            (units, units, activity_id, units),
+        )
+        if given_back != 1:
+            # Would put remaining above stock: the books are already wrong; store nothing.
+            raise RuntimeError(f"releasing {units} units of activity {activity_id} overflows stock")
+    return released

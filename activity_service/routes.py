@@ -10,12 +10,16 @@ from activity_service.schemas import (
     ActivityCreate,
     ActivityPage,
     ActivityPatch,
+    Challenge,
     PageQuery,
+    Releases,
+    ReleasesApplied,
 )
-from common.auth import current_user, require_admin
+from common.auth import current_user, require_admin, require_service
 from common.errors import error_response
 from common.openapi import (
     BEARER,
+    SERVICE_TOKEN,
     empty_response,
     json_body,
     json_response,
@@ -25,8 +29,13 @@ from common.openapi import (
 )
 from common.schemas import Order
 from common.validation import parse_body, parse_query
+from common.web import client_ip
 
 bp = Blueprint("activities")
+internal = Blueprint("internal_activities")
+
+# Where the seckill takes a solved challenge (docs/api.md).
+SOLUTION_HEADER = "X-Altcha"
 
 MAX_ID = 2**63 - 1
 
@@ -88,7 +97,7 @@ async def get_activity(request: Request, activity_id: int) -> HTTPResponse:
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")
-@problem_response(409, "activity_started")
+@problem_response(409, "activity_started, activity_ended or has_orders: the sale rules")
 @problem_response(422, "invalid_request")
 async def update_activity(request: Request, activity_id: int) -> HTTPResponse:
     await require_admin(request)
@@ -113,6 +122,36 @@ async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
     return empty()
 
 
+async def admit(request: Request, activity_id: int, user_id: int) -> None:
+    """What a seckill request must pass before it may queue for stock: the challenge's
+    solution checked (pure CPU), the rate limits, then the solution used up."""
+    ctx = request.app.ctx
+    solved = None
+    if await ctx.challenge_rules.difficulty(activity_id):
+        solved = ctx.challenges.verify(request.headers.get(SOLUTION_HEADER), activity_id, user_id)
+    await ctx.limiter.hit(ctx.limits.per_user, str(user_id))
+    await ctx.limiter.hit(ctx.limits.per_ip, client_ip(request))
+    if solved is not None:
+        await ctx.challenges.claim(*solved)
+
+
+@bp.get("/activities/<activity_id:int>/challenge")
+@openapi.summary("A proof-of-work challenge (ALTCHA) for this user's seckill on this activity")
+@openapi.tag("seckill")
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@json_response(200, Challenge, "solve it, then send the solution with the seckill (X-Altcha)")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found")
+async def challenge(request: Request, activity_id: int) -> HTTPResponse:
+    principal = await current_user(request)
+    activity = await request.app.ctx.activities.get(checked_id(activity_id))
+    issued = request.app.ctx.challenges.issue(
+        activity.id, principal.user_id, activity.challenge_difficulty
+    )
+    return json(issued)
+
+
 @bp.post("/activities/<activity_id:int>/seckill")
 @openapi.summary("Seckill: buy one unit, at most one order per user")
 @openapi.tag("seckill")
@@ -120,13 +159,45 @@ async def delete_activity(request: Request, activity_id: int) -> HTTPResponse:
 @path_parameter("activity_id", {"type": "integer"}, "the activity's id")
 @json_response(201, Order, "the order this call placed")
 @json_response(200, Order, "the order you already hold for this activity")
+@openapi.parameter(
+    SOLUTION_HEADER,
+    str,
+    "header",
+    description="the solved challenge, as the ALTCHA widget's base64 payload: "
+    "required when the activity has `challenge` on",
+)
 @problem_response(401, "unauthorized")
+@problem_response(403, "challenge_failed: missing, wrong, expired, used or not yours")
 @problem_response(404, "not_found")
 @problem_response(409, "sold_out, not_started or ended")
+@problem_response(429, "rate_limited: too many tries from this user or address; see Retry-After")
 async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     principal = await current_user(request)
-    outcome = await request.app.ctx.seckill.buy(checked_id(activity_id), principal.user_id)
+    checked_id(activity_id)
+    # What memory knows (your order, or sold out) first: it writes nothing, costs least,
+    # and is what most requests get after a sell-out (docs/seckill.md, the gate).
+    outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
+    if outcome is None:
+        await admit(request, activity_id, principal.user_id)
+        outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
     if outcome.error is not None:
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
     return json(outcome.order, status=201 if outcome.created else 200)
+
+
+@internal.post("/internal/releases")
+@openapi.summary("Put the units of cancelled or expired orders back on sale (idempotent)")
+@openapi.tag("internal")
+@openapi.secured(SERVICE_TOKEN)
+@json_body(Releases)
+@json_response(200, ReleasesApplied, "every given release is applied, each exactly once")
+@problem_response(400, "bad_request: the body is missing or not JSON")
+@problem_response(403, "forbidden: the service credential is required")
+@problem_response(422, "invalid_request")
+async def apply_releases(request: Request) -> HTTPResponse:
+    require_service(request)
+    body = parse_body(request, Releases)
+    releases = {release.order_no: release.status for release in body.releases}
+    applied = ReleasesApplied(accepted=await request.app.ctx.releases.apply(releases))
+    return json(applied.model_dump(mode="json"))

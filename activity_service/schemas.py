@@ -12,6 +12,16 @@ from common.formats import Money, MoneyIn, Timestamp, TimestampIn
 from common.openapi import omit_nulls
 
 MAX_STOCK = 10_000_000
+PAY_WITHIN_SECONDS = {"ge": 10, "le": 86_400, "strict": True}
+MIN_DIFFICULTY, MAX_DIFFICULTY = 1_000, 10_000_000
+CHALLENGE = (
+    "whether a seckill must carry a solved challenge (GET /activities/{id}/challenge); "
+    "may change only before the start"
+)
+DIFFICULTY = (
+    "the challenge's maxNumber: a solver hashes about half of it on average "
+    "(50,000: about 0.05 s in a browser); may change only before the start"
+)
 
 
 class _Strict(BaseModel):
@@ -30,6 +40,13 @@ class ActivityCreate(_Strict):
     stock: int = Field(ge=0, le=MAX_STOCK, strict=True, examples=[100])
     starts_at: TimestampIn = Field(examples=["2026-11-26T15:00:00Z"])
     ends_at: TimestampIn = Field(examples=["2026-11-26T16:00:00Z"])
+    pay_within_seconds: int = Field(
+        900, **PAY_WITHIN_SECONDS, description="how long a buyer has to pay an order"
+    )
+    challenge: bool = Field(False, strict=True, description=CHALLENGE)
+    challenge_difficulty: int = Field(
+        50_000, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
+    )
 
     @model_validator(mode="after")
     def window_is_forward(self) -> ActivityCreate:
@@ -58,6 +75,13 @@ class ActivityPatch(_Strict):
     stock: int | None = Field(None, ge=0, le=MAX_STOCK, strict=True)
     starts_at: TimestampIn | None = None
     ends_at: TimestampIn | None = None
+    pay_within_seconds: int | None = Field(
+        None, **PAY_WITHIN_SECONDS, description="for orders placed from now on"
+    )
+    challenge: bool | None = Field(None, strict=True, description=CHALLENGE)
+    challenge_difficulty: int | None = Field(
+        None, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True, description=DIFFICULTY
+    )
 
 
 class Activity(BaseModel):
@@ -69,7 +93,20 @@ class Activity(BaseModel):
     remaining: int = Field(description="what is left to sell")
     starts_at: Timestamp
     ends_at: Timestamp
+    pay_within_seconds: int = Field(description="how long a buyer has to pay an order")
     status: Literal["upcoming", "active", "sold_out", "ended"]
+    challenge: bool = Field(description=CHALLENGE)
+    challenge_difficulty: int = Field(description=DIFFICULTY)
+
+
+class Challenge(BaseModel):
+    """An ALTCHA challenge (v1 format), for the ALTCHA widget or any ALTCHA solver."""
+
+    algorithm: str = Field(examples=["SHA-256"])
+    challenge: str = Field(description="the SHA-256 of salt + the secret number, in hex")
+    maxNumber: int = Field(description="the secret number is at most this")  # noqa: N815
+    salt: str = Field(description="carries expires, a (activity) and u (user)")
+    signature: str = Field(description="HMAC of challenge, by the service")
 
 
 class ActivityPage(BaseModel):
@@ -80,3 +117,20 @@ class ActivityPage(BaseModel):
 class PageQuery(_Strict):
     limit: int = Field(20, ge=1, le=100, description="page size")
     offset: int = Field(0, ge=0, le=10_000_000, description="activities to skip")
+
+
+class Release(_Strict):
+    """A unit order_service gives back: the order was cancelled or expired unpaid."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
+    status: Literal["cancelled", "expired"]
+
+
+class Releases(_Strict):
+    releases: list[Release] = Field(min_length=1, max_length=500)
+
+
+class ReleasesApplied(BaseModel):
+    accepted: int = Field(description="releases given; each is applied once, whatever repeats")

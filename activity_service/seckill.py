@@ -13,7 +13,7 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from opentelemetry.trace import Span, Tracer, get_current_span
@@ -44,17 +44,20 @@ def new_order_no(now: datetime) -> str:
 
 
 def present_order(record: dict) -> dict:
+    """The order as the seckill answers it: `created`, or how order_service released it."""
     return {
         "order_no": record["order_no"],
         "activity_id": record["activity_id"],
         "user_id": record["user_id"],
         "amount": money(record["amount"]),
-        "status": "created",
+        "status": record.get("released_as") or "created",
         "created_at": iso(record["created_at"]),
+        "expires_at": iso(record["expires_at"]),
     }
 
 
 def new_records(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> list[dict]:
+    expires_at = now + timedelta(seconds=activity["pay_within_seconds"])
     return [
         {
             "activity_id": activity_id,
@@ -62,6 +65,7 @@ def new_records(activity_id: int, activity: dict, user_ids: list[int], now: date
             "order_no": new_order_no(now),
             "amount": activity["price"],
             "created_at": now,
+            "expires_at": expires_at,
         }
         for user_id in user_ids
     ]
@@ -89,7 +93,7 @@ class Closed:
     """A batch found the activity closed to newcomers: what to tell them, and for how long."""
 
     rejection: AppError  # returned to every newcomer, never raised: one object serves all
-    sold: int  # how many orders the activity holds
+    sold: int  # how many records (orders, released ones included) the activity holds
     trust_seconds: float
 
 
@@ -108,16 +112,21 @@ class Triage:
 BatchResult = tuple[dict[int, Outcome], list[dict], Closed | None]
 
 
+def records_held(activity: dict) -> int:
+    """Every record of the activity: units sold and not given back, and those given back."""
+    return activity["stock"] - activity["remaining"] + activity.get("released", 0)
+
+
 def sold_out(activity_id: int, activity: dict, now: datetime) -> Closed:
     # Never trusted past the end: from then on newcomers must hear `ended`.
     until_end = (activity["ends_at"] - now).total_seconds()
     trust = min(until_end, CLOSED_TRUST_SECONDS)
-    return Closed(SoldOut(activity_id), activity["stock"], trust)
+    return Closed(SoldOut(activity_id), activity["stock"] + activity.get("released", 0), trust)
 
 
 def closed_to_newcomers(activity_id: int, activity: dict, now: datetime) -> Closed | None:
     """Whether the activity turns newcomers away now: not started, ended or sold out."""
-    sold = activity["stock"] - activity["remaining"]
+    sold = records_held(activity)
     if now < activity["starts_at"]:
         # Never trusted past the start.
         wait = (activity["starts_at"] - now).total_seconds()
@@ -201,6 +210,10 @@ class ActivityState:
     """What a worker remembers of one activity: its holders, and whether it is closed."""
 
     holders: dict[int, dict] = field(default_factory=dict)
+    # Holders are answered from memory only until then: a unit given back may have
+    # changed an order's status, and MySQL is asked again at least every second.
+    confirmed_until: float = 0.0
+    released_seen: int = -1  # the activity's count of given-back units, as last read
     rejection: AppError | None = None
     closed_until: float = 0.0
     generation: int = 0  # bumped by forget(); a batch older than that must not re-close
@@ -210,12 +223,44 @@ class ActivityState:
 
     def answer(self, user_id: int) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
+        now = time.monotonic()
+        if self.confirmed_until <= now:
+            return None
         order = self.holders.get(user_id)
         if order is not None:
             return Outcome(order=order)
-        if self.rejection is not None and self.closed_until > time.monotonic():
+        if self.rejection is not None and self.closed_until > now:
             return Outcome(error=self.rejection)
         return None
+
+    def forget(self, users: tuple[int, ...] | list[int] = ()) -> None:
+        """Stop answering newcomers, and these holders, from memory."""
+        self.generation += 1
+        self.rejection, self.closed_until = None, 0.0
+        for user_id in users:
+            self.holders.pop(user_id, None)
+
+    def remember(
+        self, outcomes: dict[int, Outcome], released: int | None, generation: int, read_at: float
+    ) -> int:
+        """Keep the orders a batch read at read_at, unless memory has moved on since.
+        Returns the generation the batch's closing must still match (-1: none will)."""
+        if released is not None and released != self.released_seen:
+            if released < self.released_seen:
+                return -1  # an older snapshot than one already remembered
+            if self.released_seen >= 0:
+                # Units came back since this worker last looked: any holder's status may differ.
+                self.holders.clear()
+                self.forget()
+            self.released_seen = released
+            generation = self.generation  # this batch's read already counts those units
+        if self.generation != generation:
+            return -1
+        for user_id, outcome in outcomes.items():
+            if outcome.order is not None:
+                self.holders[user_id] = outcome.order
+        self.confirmed_until = read_at + CLOSED_TRUST_SECONDS
+        return generation
 
     def take_batch(self, batch_max: int) -> list[Queued]:
         """Up to batch_max queued requests that memory cannot answer; those it can,
@@ -272,12 +317,12 @@ class Seckill:
             self._states.move_to_end(activity_id)
         return state
 
-    def forget(self, activity_id: int) -> None:
-        """Stock or window changed: stop answering newcomers from memory."""
+    def forget(self, activity_id: int, users: tuple[int, ...] | list[int] = ()) -> None:
+        """Stock or window changed, or these users' units came back: stop answering
+        newcomers, and these holders, from memory."""
         state = self._states.get(activity_id)
         if state is not None:
-            state.generation += 1
-            state.rejection, state.closed_until = None, 0.0
+            state.forget(users)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait for the batches in flight (at shutdown, so none is cut off mid-way)."""
@@ -289,6 +334,11 @@ class Seckill:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def known(self, activity_id: int, user_id: int) -> Outcome | None:
+        """What memory alone answers (the user's order, or closed), without queueing."""
+        state = self._states.get(activity_id)
+        return state.answer(user_id) if state is not None else None
 
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
         state = self._state(activity_id)
@@ -321,7 +371,7 @@ class Seckill:
 
     async def _run_batch(self, activity_id: int, state: ActivityState, batch: list[Queued]) -> None:
         """Commit the batch, answer it, and shut newcomers out if it found the activity closed."""
-        generation = state.generation
+        generation, read_at = state.generation, time.monotonic()
         # The batch's SQL and hand-off belong to its first request's trace;
         # the batch span and every other request's server span link to each other.
         with batch_span(
@@ -330,34 +380,48 @@ class Seckill:
             [request.span for request in batch],
             {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
         ):
-            outcomes, closed, handoff = await self._commit_or_fail(activity_id, state, batch)
+            outcomes, closed, handoff, generation = await self._commit_or_fail(
+                activity_id, state, batch, generation, read_at
+            )
         # Answer first: nothing after COMMIT may delay or fail these requests.
         now, new_orders = split_answers(batch, outcomes)
         answer(now)
         self._answer_after_handoff(new_orders, handoff)
         if closed is not None:
-            self._start_closing(activity_id, state, closed, generation)
+            self._start_closing(activity_id, state, closed, generation, read_at)
 
     async def _commit_or_fail(
-        self, activity_id: int, state: ActivityState, batch: list[Queued]
-    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None]:
+        self,
+        activity_id: int,
+        state: ActivityState,
+        batch: list[Queued],
+        generation: int,
+        read_at: float,
+    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None, int]:
         """_commit_batch's result; if it failed, a 503 for each of the batch's requests."""
         try:
-            return await self._commit_batch(activity_id, state, [r.user_id for r in batch])
+            users = [r.user_id for r in batch]
+            return await self._commit_batch(activity_id, state, users, generation, read_at)
         except Exception:
             logger.exception("seckill batch for activity %s failed", activity_id)
             failure = ServiceUnavailable("the seckill may not have been recorded; try again")
-            return {r.user_id: Outcome(error=failure) for r in batch}, None, None
+            return {r.user_id: Outcome(error=failure) for r in batch}, None, None, -1
 
     def _start_closing(
-        self, activity_id: int, state: ActivityState, closed: Closed, generation: int
+        self,
+        activity_id: int,
+        state: ActivityState,
+        closed: Closed,
+        generation: int,
+        read_at: float,
     ) -> None:
         """Load the holders in a task of its own (batches go on meanwhile), then shut
-        newcomers out until the trust this batch saw runs out, not from when the load ends."""
-        if state.loading:
+        newcomers out until the trust this batch saw runs out, counted from before its
+        read: a unit given back after the read is offered again within that trust."""
+        if state.loading or generation < 0:
             return
         state.loading = True
-        until = time.monotonic() + closed.trust_seconds
+        until = read_at + closed.trust_seconds
         self._spawn(self._load_holders_and_close(activity_id, state, closed, generation, until))
 
     def _answer_after_handoff(
@@ -380,28 +444,34 @@ class Seckill:
         handoff.add_done_callback(answer_all)
 
     async def _commit_batch(
-        self, activity_id: int, state: ActivityState, user_ids: list[int]
-    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None]:
-        """The outcomes, whether newcomers are now shut out, and the hand-off of the new
-        orders (a future done once order_service has answered), if any."""
+        self,
+        activity_id: int,
+        state: ActivityState,
+        user_ids: list[int],
+        generation: int,
+        read_at: float,
+    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None, int]:
+        """The outcomes, whether newcomers are now shut out, the hand-off of the new
+        orders (a future done once order_service has answered), if any, and the
+        generation a closing must match."""
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
         result = await self._transaction(activity_id, users, under_lock=False)
         if result is None:
             # Less is left than the batch asks for: share out what is, under the row lock.
             result = await self._transaction(activity_id, users, under_lock=True)
-        outcomes, created, closed = result
+        outcomes, created, closed, released = result
         handoff = None
         if created:
             handoff = self.deliver([o.order for o in outcomes.values() if o.created])
-        for user_id, outcome in outcomes.items():
-            if outcome.order is not None:
-                state.holders[user_id] = outcome.order
-        return outcomes, closed, handoff
+        generation = state.remember(outcomes, released, generation, read_at)
+        return outcomes, closed, handoff, generation
 
     async def _transaction(
         self, activity_id: int, users: list[int], under_lock: bool
-    ) -> BatchResult | None:
-        async def sell(tx: ScriptedTransaction) -> BatchResult | None:
+    ) -> tuple[dict[int, Outcome], list[dict], Closed | None, int | None] | None:
+        """The batch's result and the activity's count of given-back units, as read."""
+
+        async def sell(tx: ScriptedTransaction) -> tuple | None:
             return await self._sell(activity_id, users, under_lock, tx)
 
         return await self.db.scripted_transaction(
@@ -414,7 +484,7 @@ class Seckill:
 
     async def _sell(
         self, activity_id: int, users: list[int], under_lock: bool, tx: ScriptedTransaction
-    ) -> BatchResult | None:
+    ) -> tuple | None:
         """One batch's transaction, begun with the read and committed with the write:
         two round trips. While stock lasts the hot row is locked only inside the
         second one, from the conditional UPDATE to the COMMIT.
@@ -427,9 +497,10 @@ class Seckill:
         read = repository.activity_and_holders(activity_id, users, lock_stock=under_lock)
         activity, holders = await tx.begin(read)
         sale = triage(activity_id, activity, holders, users, now)
+        released = activity["released"] if activity is not None else None
         if not sale.winners:  # closed, or nobody new
             await tx.commit()
-            return sale.outcomes, [], sale.closed
+            return sale.outcomes, [], sale.closed, released
         if sale.losers and not under_lock:  # the read says too little is left
             await tx.rollback()
             return None
@@ -439,7 +510,7 @@ class Seckill:
             if under_lock:
                 raise RuntimeError("conditional stock update failed under a row lock")
             return None
-        return grant(activity_id, activity, sale, created, left, now)
+        return (*grant(activity_id, activity, sale, created, left, now), released)
 
     async def _load_holders_and_close(
         self,

@@ -7,6 +7,7 @@ from typing import Any
 
 from activity_service import repository
 from activity_service.errors import (
+    ActivityEnded,
     ActivityNotFound,
     ActivityStarted,
     HasOrders,
@@ -31,6 +32,27 @@ def status_of(activity: dict, now: datetime) -> str:
 def present(activity: dict, now: datetime | None = None) -> Activity:
     """An activity row as the API shows it, with its status as of now."""
     return Activity.model_validate(activity | {"status": status_of(activity, now or utcnow())})
+
+
+# What a buyer was offered: fixed once the sale has started (docs/api.md, "Sale rules").
+SALE_TERMS = ("stock", "price", "starts_at", "ends_at")
+
+
+async def check_sale_terms(cur: Cursor, activity_id: int, current: dict, changes: dict, now):
+    """Refuse a change that would reopen, restock or reprice a sale that has begun."""
+    started = now >= current["starts_at"]
+    fixed = [key for key in ("stock", "price", "starts_at") if key in changes]
+    if fixed and started:
+        raise ActivityStarted(
+            f"activity {activity_id} has started; its {' and '.join(fixed)} cannot change"
+        )
+    if "ends_at" in changes and now >= current["ends_at"]:
+        raise ActivityEnded(f"activity {activity_id} has ended; its ends_at cannot change")
+    if fixed and await repository.has_records(cur, activity_id):
+        # Not started but sold: an activity whose start was moved back before these rules.
+        raise HasOrders(
+            f"activity {activity_id} has orders; its {' and '.join(fixed)} cannot change"
+        )
 
 
 class ActivityService:
@@ -59,7 +81,17 @@ class ActivityService:
 
     async def update(self, activity_id: int, patch: ActivityPatch) -> Activity:
         changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
-        for key in ("name", "product_name", "price", "stock", "starts_at", "ends_at"):
+        for key in (
+            "name",
+            "product_name",
+            "price",
+            "stock",
+            "starts_at",
+            "ends_at",
+            "pay_within_seconds",
+            "challenge",
+            "challenge_difficulty",
+        ):
             if key in changes and changes[key] is None:
                 raise InvalidRequest([{"field": key, "message": "may not be null"}])
         for key in ("starts_at", "ends_at"):
@@ -71,13 +103,20 @@ class ActivityService:
             if current is None:
                 raise ActivityNotFound(activity_id)
             now = utcnow()
+            for key in [k for k in SALE_TERMS if k in changes and changes[k] == current[k]]:
+                del changes[key]  # the same value again (a client sending the whole object)
+            if any(key in changes for key in SALE_TERMS):
+                # Under the row lock: no seckill can take stock between this check and the
+                # UPDATE, and has_records' locking read sees every committed record.
+                await check_sale_terms(cur, activity_id, current, changes, now)
             if "stock" in changes:
-                if now >= current["starts_at"]:
-                    raise ActivityStarted(f"activity {activity_id} has started; stock is fixed")
                 sold = current["stock"] - current["remaining"]
                 if changes["stock"] < sold:
                     raise StockBelowSold(sold)
                 changes["remaining"] = changes["stock"] - sold
+            for key in ("challenge", "challenge_difficulty"):
+                if key in changes and now >= current["starts_at"]:
+                    raise ActivityStarted(f"activity {activity_id} has started; {key} is fixed")
             starts = changes.get("starts_at", current["starts_at"])
             ends = changes.get("ends_at", current["ends_at"])
             if ends <= starts:
@@ -109,3 +148,27 @@ class ActivityService:
                 self.on_change(activity_id)
 
         await run_shielded(commit_and_announce())
+
+
+class ReleaseService:
+    """Units that order_service gives back, put on sale again (docs/seckill.md)."""
+
+    def __init__(self, db: Database, on_release):
+        self.db = db
+        # Called with (activity_id, user_ids) once their units are back in MySQL.
+        self.on_release = on_release
+
+    async def apply(self, releases: dict[str, str]) -> int:
+        async def work(cur: Cursor) -> list[dict]:
+            return await repository.apply_releases(cur, releases, utcnow())
+
+        async def commit_and_announce() -> None:
+            released = await self.db.transaction(work, name="apply_releases")
+            users: dict[int, list[int]] = {}
+            for record in released:
+                users.setdefault(record["activity_id"], []).append(record["user_id"])
+            for activity_id, user_ids in users.items():
+                self.on_release(activity_id, user_ids)
+
+        await run_shielded(commit_and_announce())
+        return len(releases)

@@ -2,9 +2,10 @@
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from common.config import SECRET, Settings
+from common.ratelimit import limit_setting
 
 
 class ActivitySettings(Settings):
@@ -13,3 +14,11 @@ class ActivitySettings(Settings):
     service_token: Annotated[str, SECRET] = Field(repr=False)
     seckill_batch_max: int = Field(200, ge=1)
     seckill_batch_wait_ms: float = 0.0
+
+    # Rate limits (docs/operations.md): N/period, or 0 for off.
+    limit_seckill_per_user: str = "20/10seconds"
+    limit_seckill_per_ip: str = "60/minute"
+
+    _limits = field_validator("limit_seckill_per_user", "limit_seckill_per_ip")(limit_setting)
+    # How long a challenge from GET /activities/{id}/challenge may be solved and used.
+    challenge_ttl_seconds: int = Field(300, ge=1)

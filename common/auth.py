@@ -7,6 +7,7 @@ import base64
 import hmac
 import logging
 import re
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ ALGORITHM = "RS256"
 MIN_KEY_BITS = 2048
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 ISSUER = "seckill-user-service"
+# Whom the tokens are for: the seckill's own APIs, and nothing else that trusts this issuer.
+AUDIENCE = "seckill-api"
+# How far a token's iat may lie ahead of a verifier's clock (hosts' clocks differ a little).
+CLOCK_SKEW_SECONDS = 30
 SERVICE_TOKEN_HEADER = "X-Service-Token"
 
 logger = logging.getLogger("seckill.auth")
@@ -103,15 +108,43 @@ def public_jwk(private_key: RSAPrivateKey) -> dict:
 
 def issue_token(private_key: RSAPrivateKey, user_id: int, is_admin: bool, ttl: int) -> str:
     now = int(time.time())
-    claims = {"sub": str(user_id), "adm": is_admin, "iat": now, "exp": now + ttl, "iss": ISSUER}
+    claims = {
+        "sub": str(user_id),
+        "adm": is_admin,
+        "iat": now,
+        "exp": now + ttl,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        # A unique id, for a revocation list to name one token by.
+        "jti": secrets.token_urlsafe(12),
+    }
     return jwt.encode(claims, private_key, algorithm=ALGORITHM)
 
 
-class TokenVerifier:
-    """Verifies bearer tokens; a verified token is remembered until it expires (bounded LRU)."""
+def _audience_holds(aud: object) -> bool:
+    """RFC 7519: one string, or a list of them that names us (as PyJWT reads it)."""
+    return aud == AUDIENCE or (isinstance(aud, list) and AUDIENCE in aud)
 
-    def __init__(self, public_key: RSAPublicKey | None = None, cache_size: int = 100_000):
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class TokenVerifier:
+    """Verifies bearer tokens; a verified token is remembered until it expires (bounded LRU).
+
+    max_ttl caps a token's lifetime (exp - iat): a token minted to last for years, by a
+    mistake or a stolen key, is refused (TOKEN_MAX_TTL_SECONDS).
+    """
+
+    def __init__(
+        self,
+        public_key: RSAPublicKey | None = None,
+        cache_size: int = 100_000,
+        max_ttl: int = 3600,
+    ):
         self._key = public_key
+        self._max_ttl = max_ttl
         self._key_ready = asyncio.Event()
         if public_key is not None:
             self._key_ready.set()
@@ -143,12 +176,17 @@ class TokenVerifier:
                 _b64decode(signature), signed.encode(), padding.PKCS1v15(), hashes.SHA256()
             )
             claims = orjson.loads(_b64decode(claims_part))
-            expires, subject = claims["exp"], claims["sub"]
+            expires, subject, issued = claims["exp"], claims["sub"], claims["iat"]
             if (
                 claims.get("iss") != ISSUER
-                or not isinstance(expires, int | float)
-                or isinstance(expires, bool)
+                or not _audience_holds(claims.get("aud"))
+                or not _number(expires)
                 or now >= expires
+                or not _number(issued)
+                or issued > now + CLOCK_SKEW_SECONDS
+                or expires - issued > self._max_ttl
+                or not isinstance(claims.get("jti"), str)
+                or not claims["jti"]
                 or not isinstance(subject, str)
                 or not subject.isdigit()
                 or not isinstance(claims.get("adm", False), bool)
@@ -218,7 +256,7 @@ def require_service(request: Request) -> None:
 
 def setup_remote_keys(app: Sanic) -> None:
     """Services other than user_service fetch its public key once, retrying until it answers."""
-    app.ctx.tokens = TokenVerifier()
+    app.ctx.tokens = TokenVerifier(max_ttl=app.ctx.settings.token_max_ttl_seconds)
 
     async def fetch_jwks(app: Sanic) -> None:
         async for attempt in AsyncRetrying(

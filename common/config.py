@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     activity_service_url: str | None = None
     order_service_url: str | None = None
     service_token: Annotated[str | None, SECRET] = Field(None, repr=False)
+    # The longest lifetime (exp - iat) an access token may claim and still be accepted.
+    token_max_ttl_seconds: int = Field(3600, ge=1)
 
     mysql_host: str = "127.0.0.1"
     mysql_port: int = Field(3306, ge=1)
@@ -143,8 +145,24 @@ class Settings(BaseSettings):
     otel_traces_sampler: Sampler = "parentbased_always_on"
     otel_traces_sampler_arg: str | None = None
 
+    # Slow clients (common/deadlines.py): a request's head must arrive within this many
+    # seconds of its first byte, its body within so many of the head; idle keep-alive ends.
+    request_head_timeout_seconds: float = Field(10.0, gt=0)
+    request_body_timeout_seconds: float = Field(30.0, gt=0)
+    keep_alive_timeout_seconds: float = Field(75.0, gt=0)
+
     access_log: bool = True
     log_level: str = "INFO"
+
+    # Redis (rate limits, challenge replays): empty means per process, in memory.
+    redis_url: str | None = None
+    rate_limits: Literal["on", "off"] = "on"
+    # The part of each limit a process may let through before Redis hears of it.
+    rate_limit_local_share: float = Field(0.1, ge=0, le=1)
+    # Sanic's own proxy settings: which headers may name the client (docs/operations.md).
+    proxies_count: int | None = Field(None, ge=0)
+    real_ip_header: str | None = None
+    forwarded_secret: Annotated[str | None, SECRET] = Field(None, repr=False)
 
     @field_validator("db_prefix")
     @classmethod
@@ -159,6 +177,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(tag.strip() for tag in value.split(",") if tag.strip())
         return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

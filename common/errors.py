@@ -21,6 +21,7 @@ class AppError(Exception):
 
     status = 500
     code = "internal_error"
+    headers: dict[str, str] = {}  # never mutated; an instance sets its own
 
     def __init__(self, detail: str | None = None, **extra: Any):
         self.detail = detail or HTTPStatus(self.status).phrase
@@ -123,7 +124,10 @@ def error_response(error: AppError) -> HTTPResponse:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute("seckill.error_code", error.code)
-    return problem(error.status, error.code, error.detail, **error.extra)
+    response = problem(error.status, error.code, error.detail, **error.extra)
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
 
 
 def problem_from_exception(request: Request | None, exc: BaseException) -> HTTPResponse:

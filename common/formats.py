@@ -46,9 +46,15 @@ def money(value: Decimal) -> str:
 
 MONEY_IN_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
 MONEY_PATTERN = r"^[0-9]+\.[0-9]{2}$"
+# An order number: 17 digits of time (to the 0.1 ms) and 12 random hex digits (seckill.py).
+ORDER_NO_PATTERN = r"^[0-9]{17}[0-9a-f]{12}$"
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def is_order_no(text: str) -> bool:
+    return re.fullmatch(ORDER_NO_PATTERN, text) is not None
 
 
 def _in_range(value: datetime) -> datetime:

@@ -38,6 +38,8 @@ OPENAPI_VERSION = "3.1.0"
 ASSETS_URI = f"{DOCS_PREFIX}/swagger-ui"
 OAUTH2_REDIRECT = "/oauth2-redirect.html"
 SWAGGER_TEMPLATE = Path(__file__).parent / "docs" / "swagger.html"
+# The UI's start script, a file rather than inline so that /docs's CSP allows no inline script.
+SWAGGER_INIT = Path(__file__).parent / "docs" / "swagger-init.js"
 
 BEARER = "bearer"
 SERVICE_TOKEN = "serviceToken"
@@ -78,10 +80,13 @@ def component(model: type[BaseModel]) -> Any:
 
 
 def json_body(model: type[BaseModel]) -> Callable[[T], T]:
-    """A required JSON body; any route with a body can also be answered 413."""
+    """A required JSON body; any route with a body can also be answered 413 and 415."""
 
     def document(handler: T) -> T:
         handler = openapi.body({"application/json": component(model)}, required=True)(handler)
+        handler = problem_response(
+            415, "unsupported_media_type: the body is not sent as application/json"
+        )(handler)
         return problem_response(413, "payload_too_large: the body is over 1 MiB")(handler)
 
     return document
@@ -207,6 +212,7 @@ def setup_openapi(app: Sanic, internal: bool = False) -> None:
             description="the credential services share for internal endpoints (SERVICE_TOKEN)",
         )
     app.static(f"{ASSETS_URI}/{assets_version}", assets, name="swagger_ui_assets")
+    app.static(f"{DOCS_PREFIX}/swagger-init.js", SWAGGER_INIT, name="swagger_ui_init")
     oauth2_page = assets / "oauth2-redirect.html"
     # sanic-ext's own handlers: the redirect page is fetched from a CDN on each call, and
     # the document's integer response codes are keys the app's orjson encoder refuses.

@@ -16,6 +16,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from common.config import Settings
+from common.deadlines import RequestDeadlineProtocol
 from common.logs import setup_logging
 
 # pymysql's codes for "nothing answered at that address" (refused, unknown host, lost, timeout).
@@ -116,6 +117,7 @@ def serve(service_name: str, settings: Settings) -> None:
         single_process=settings.workers == 1,
         access_log=False,
         motd=False,
+        protocol=RequestDeadlineProtocol,
     )
     if settings.workers == 1:
         Sanic.serve_single(primary=app)

@@ -13,7 +13,9 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from common.config import Settings
+from common.deadlines import setup_deadlines
 from common.errors import problem
+from common.headers import setup_headers
 from common.logs import request_id_var
 from common.openapi import Health, json_response, problem_response
 
@@ -48,12 +50,24 @@ def new_app(settings: Settings, title: str) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.API_TITLE = title
     app.config.API_VERSION = "1.0.0"
+    setup_deadlines(app, settings)  # served with RequestDeadlineProtocol (common/runner.py)
+    # Which proxy headers may name the client: none unless configured (client_ip below).
+    app.config.PROXIES_COUNT = settings.proxies_count
+    app.config.REAL_IP_HEADER = settings.real_ip_header
+    app.config.FORWARDED_SECRET = settings.forwarded_secret
     app.ctx.settings = settings
     return app
 
 
+def client_ip(request: Request) -> str:
+    """The client's address: what a trusted proxy says (Sanic's PROXIES_COUNT, REAL_IP_HEADER,
+    FORWARDED_SECRET), else the socket peer. Headers from anyone else are ignored."""
+    return request.remote_addr or request.ip
+
+
 def setup_requests(app: Sanic, settings: Settings) -> None:
-    """Request ids in and out, and one JSON access line per request."""
+    """Request ids in and out, one JSON access line per request, the security headers."""
+    setup_headers(app)
 
     @app.on_request(priority=100)
     async def assign_request_id(request: Request) -> None:

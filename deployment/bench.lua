@@ -2,7 +2,8 @@
 --
 -- Environment (set by bench.py):
 --   BENCH_METHOD, BENCH_PATH   the request line
---   BENCH_TOKENS               file with one bearer token per line ("-" or unset: no token)
+--   BENCH_TOKENS               file with one bearer token per line ("-" or unset: no token),
+--                              optionally followed by a tab and a solved challenge (X-Altcha)
 --   BENCH_ORDER                file with one 1-based token index per line: the global sequence
 --   BENCH_STOP_AT_SOLD_OUT     "1": a thread stops 2 s after its first 409 (the sale is over;
 --                              the wait lets 201s still in flight arrive and be counted)
@@ -47,8 +48,14 @@ function init(args)
   local tokens_file = os.getenv("BENCH_TOKENS")
   requests = {}
   if tokens_file and tokens_file ~= "-" then
-    for i, token in ipairs(read_lines(tokens_file)) do
-      requests[i] = wrk.format(method, path, { ["Authorization"] = "Bearer " .. token })
+    for i, line in ipairs(read_lines(tokens_file)) do
+      -- "token" or "token<TAB>solved challenge" (sent as X-Altcha)
+      local token, solution = line:match("^([^\t]+)\t?(.*)$")
+      local headers = { ["Authorization"] = "Bearer " .. token }
+      if solution ~= "" then
+        headers["X-Altcha"] = solution
+      end
+      requests[i] = wrk.format(method, path, headers)
     end
   else
     requests[1] = wrk.format(method, path)

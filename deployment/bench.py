@@ -10,6 +10,13 @@ with wrk (deployment/bench.lua):
   3. the same sell-out with SECKILL_BATCH_MAX=1 (activity_service restarted so);
   4. rejections after the sell-out: users without an order ask again (409 sold_out).
 
+Scenarios 2 and 4 run twice, side by side: with the rate limits off, and with the
+default limits on (RATE_LIMITS=on, shared through Redis at --redis-url, or per process
+when that is empty). wrk sends every buyer from one address, so the limits-on run
+raises LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never
+refusing); the per-user limit keeps its default. --challenge N runs every sale with
+the anti-bot challenge on at difficulty N, each buyer's solution solved before the run.
+
 A sell-out run stops each wrk thread 2 s after its first 409, and its req/s
 and orders/s cover the sale itself (first request to last 201); --quick
 instead sends a fixed number of requests. After each
@@ -34,12 +41,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from activity_service.challenge import Challenges, hmac_key
 from common.auth import issue_token, load_private_key
+from deployment.altcha_solver import solve
 from deployment.invariants import Answers, books_from_databases, settle
 from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
 from deployment.stack import ADMIN, Stack
 
 SYNTHETIC_IDS_FROM = 10_000_000  # far above any id user_service hands out in a bench stack
+# The per-address allowance of the limits-on runs: all of wrk's buyers share one address.
+BENCH_PER_IP = "100000000/minute"
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,6 +73,17 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, help="requests in the bare and rejection runs (200000; quick 20000)"
     )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
+    parser.add_argument(
+        "--challenge",
+        type=int,
+        default=0,
+        help="the sales ask for an ALTCHA challenge of this difficulty, solved beforehand (0)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="the Redis of the limits-on runs; empty: per-process limits (redis://127.0.0.1:6379/0)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the databases and the logs afterwards"
     )
@@ -90,6 +112,14 @@ class Bench:
             "user_service", "/tokens", {"username": ADMIN[0], "password": ADMIN[1]}
         )["access_token"]
 
+    def limits_on(self) -> dict[str, str]:
+        """The activity_service settings of the limits-on runs."""
+        return {
+            "RATE_LIMITS": "on",
+            "REDIS_URL": self.args.redis_url,
+            "LIMIT_SECKILL_PER_IP": BENCH_PER_IP,
+        }
+
     def start_activity_service(self, **env: str) -> None:
         self.stack.stop("activity_service")
         self.stack.start("activity_service", SECKILL_WORKERS=str(self.args.workers), **env)
@@ -116,7 +146,8 @@ class Bench:
     def create_activity(self, stock: int) -> int:
         now = time.time()
         window = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + d)) for d in (-60, 3600)]
-        body = {
+        guard = {"challenge": True, "challenge_difficulty": self.args.challenge}
+        body = (guard if self.args.challenge else {}) | {
             "name": "bench",
             "product_name": "Keyboard",
             "price": "19.90",
@@ -139,12 +170,22 @@ class Bench:
         self.next_user += count
         return ids
 
-    def tokens_for(self, user_ids: list[int]) -> Path:
-        """One token per user for the whole run: a user asking again sends the same one."""
+    def tokens_for(self, user_ids: list[int], activity_id: int) -> Path:
+        """One token per user for the whole run: a user asking again sends the same one.
+        With --challenge, each user's line also carries one solved challenge for the sale
+        (issued here with the stack's key, as the service would): a repeat resends it and is
+        answered from memory, or refused as a replay (403) if it comes before the first ends."""
         for uid in user_ids:
             if uid not in self.tokens:
                 self.tokens[uid] = issue_token(self.key, uid, False, 3600)
-        return self.write([self.tokens[uid] for uid in user_ids])
+        if not self.args.challenge:
+            return self.write([self.tokens[uid] for uid in user_ids])
+        issuer = Challenges(hmac_key(self.stack.service_token), 3600, None)
+        lines = []
+        for uid in user_ids:
+            issued = issuer.issue(activity_id, uid, self.args.challenge)
+            lines.append(f"{self.tokens[uid]}\t{solve(issued)}")
+        return self.write(lines)
 
     def wrk(
         self,
@@ -182,7 +223,7 @@ class Bench:
         run = self.wrk(
             f"/activities/{activity_id}/seckill",
             "POST",
-            self.tokens_for(users),
+            self.tokens_for(users, activity_id),
             order,
             stop_at_sold_out=not self.args.quick,
         )
@@ -200,7 +241,10 @@ class Bench:
         losers = [u for u in users if u not in holders][:10_000]
         order = [i % len(losers) + 1 for i in range(self.args.requests)]
         return self.wrk(
-            f"/activities/{activity_id}/seckill", "POST", self.tokens_for(losers), order
+            f"/activities/{activity_id}/seckill",
+            "POST",
+            self.tokens_for(losers, activity_id),
+            order,
         )
 
     # The invariant check (deployment/invariants.py), from the databases
@@ -281,6 +325,8 @@ def main() -> None:
         bench.start()
         bare = bench.bare()
         show("1. bare JSON endpoint (GET /livez, no I/O)", bare)
+        # Restarted as before the limits-on runs, so both pairs start from the same state.
+        bench.start_activity_service()
         batched, activity_id, users, checks = bench.sell_out()
         show(
             f"2. sell-out, group commit (SECKILL_BATCH_MAX default), activity {activity_id}",
@@ -289,11 +335,17 @@ def main() -> None:
         print("\n".join("  " + c for c in checks))
         rejected = bench.rejections(activity_id, users)
         show("4. rejections after the sell-out", rejected)
+        bench.start_activity_service(**bench.limits_on())
+        limited, activity_id, users, checks = bench.sell_out()
+        show(f"2L. sell-out, group commit, default rate limits on, activity {activity_id}", limited)
+        print("\n".join("  " + c for c in checks))
+        rejected_limited = bench.rejections(activity_id, users)
+        show("4L. rejections after the sell-out, default rate limits on", rejected_limited)
         bench.start_activity_service(SECKILL_BATCH_MAX="1")
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        summary(bare, batched, single, rejected)
+        summary(bare, batched, single, rejected, limited, rejected_limited)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -303,7 +355,9 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
+def summary(
+    bare: Run, batched: Run, single: Run, rejected: Run, limited: Run, rejected_limited: Run
+) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
     print(
@@ -312,8 +366,10 @@ def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
     rows = (
         ("1 bare /livez", bare, bare.rps),
         ("2 sell-out, group commit", batched, batched.sale_rps),
+        ("2L the same, limits on", limited, limited.sale_rps),
         ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
         ("4 rejections", rejected, rejected.rps),
+        ("4L the same, limits on", rejected_limited, rejected_limited.rps),
     )
     for name, run, rps in rows:
         orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
@@ -326,6 +382,11 @@ def summary(bare: Run, batched: Run, single: Run, rejected: Run) -> None:
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
         f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
         f"4/1 req/s {rejected.rps / bare.rps:.2f}"
+    )
+    print(
+        "  rate limits on/off: "
+        f"sell-out orders/s {limited.orders_per_second / max(batched.orders_per_second, 1e-9):.2f}"
+        f"   rejections req/s {rejected_limited.rps / max(rejected.rps, 1e-9):.2f}"
     )
 
 

@@ -62,9 +62,13 @@ def wait_for_mysql(settings: Settings, timeout: float) -> None:
     log(f"MySQL at {where} is up (attempt {attempt.number})")
 
 
-def admin_problem(username: str, password: str) -> str | None:
-    """None when the admin could log in: the same rules as registration, else the rule broken."""
+def admin_problem(settings: UserSettings) -> str | None:
+    """None when the admin could register and log in: the same rules as registration (the
+    login format, then the password policy), else the rule broken."""
+    from user_service.policy import password_problems
     from user_service.schemas import Credentials
+
+    username, password = settings.admin_username, settings.admin_password
 
     try:
         Credentials(username=username, password=password)
@@ -75,6 +79,14 @@ def admin_problem(username: str, password: str) -> str | None:
         if variable == "ADMIN_USERNAME":
             rule += " (letters, digits, _ . -)"
         return f"{variable} breaks the rule every login follows: {rule}; change it in .env"
+    weak = password_problems(
+        password, username, settings.password_min_length, settings.password_min_score
+    )
+    if weak:
+        return (
+            f"ADMIN_PASSWORD breaks the password policy: it {weak[0]}; change it in .env"
+            " (an admin that already exists keeps the password it was created with)"
+        )
     return None
 
 
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(health(name))
     settings = SETTINGS[name].from_env()
     if isinstance(settings, UserSettings) and settings.admin_username and settings.admin_password:
-        problem = admin_problem(settings.admin_username, settings.admin_password)
+        problem = admin_problem(settings)
         if problem:
             sys.exit(f"entrypoint: {problem}")
     wait_for_mysql(settings, float(os.environ.get("MYSQL_WAIT_TIMEOUT", "120")))

@@ -3,7 +3,10 @@
 violations() is pure: it takes what the databases (or the API) hold for one
 activity and what clients were answered, and names every broken guarantee:
 
-- stock is conserved: stock == remaining + seckill records, and never oversold;
+- stock is conserved: stock - remaining == orders created or paid (== records
+  not released), and never oversold nor above stock;
+- every unit given back exactly once: cancelled + expired orders == released
+  records, no order both paid and released, and both relays drained;
 - one record per user, and every record an order in order_service, for the
   same user, and no order without a record (nor, through the API, more orders
   than were sold);
@@ -22,10 +25,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from deployment.poll import wait_until
 
 Query = Callable[..., list[dict]]  # (service, sql, args) -> rows, as Stack.query
+# An unpaid order is expired within this many seconds after its expires_at.
+EXPIRY_BOUND = 5.0
 
 
 @dataclass
@@ -37,6 +43,10 @@ class Books:
     orders: list[tuple[str, int]]  # (order_no, user_id) of order_service's orders
     records: list[tuple[str, int]] | None = None  # the seckill records; None through the API
     outbox: int = 0  # hand-offs not delivered yet
+    statuses: dict[str, str] | None = None  # order_no -> order_service's status, when read
+    released: list[str] | None = None  # order_nos of released records; None through the API
+    release_outbox: int = 0  # releases not delivered yet
+    overdue: int = 0  # orders still `created` more than EXPIRY_BOUND past their expires_at
 
 
 @dataclass
@@ -68,18 +78,28 @@ def violations(books: Books, answers: Answers | None = None, sold_out: bool = Fa
     if sold_out and left != 0:
         found.append(f"not sold out: remaining is {left}")
     orders = dict(books.orders)
+    statuses = books.statuses or {}
+    closed = {no for no, status in statuses.items() if status in ("cancelled", "expired")}
+    released = set(books.released or ())
     for user, n in duplicates(user for _, user in books.orders).items():
         found.append(f"user {user} holds {n} orders")
     for order_no, n in duplicates(no for no, _ in books.orders).items():
         found.append(f"order {order_no} is held {n} times")
+    live = len(books.orders) - len(closed)  # created or paid
+    if live != stock - left:
+        found.append(f"{live} orders created or paid but {stock - left} sold")
     if books.records is None:
         held = orders
-        if len(books.orders) != stock - left:
-            found.append(f"{len(books.orders)} orders but {stock - left} sold")
     else:
         held = dict(books.records)
-        if len(books.records) + left != stock:
-            found.append(f"{len(books.records)} records + {left} remaining != stock {stock}")
+        kept = len(books.records) - len(released)
+        if kept + left != stock:
+            found.append(f"{kept} records not released + {left} remaining != stock {stock}")
+        if books.released is not None and len(closed) != len(released):
+            found.append(f"{len(closed)} orders cancelled or expired but {len(released)} released")
+        for order_no in released:
+            if statuses.get(order_no) == "paid":
+                found.append(f"order {order_no} is both paid and released")
         for user, n in duplicates(user for _, user in books.records).items():
             found.append(f"user {user} holds {n} records")
         for order_no, user in held.items():
@@ -91,15 +111,22 @@ def violations(books: Books, answers: Answers | None = None, sold_out: bool = Fa
             found.append(f"order {order_no} has no record")
     if books.outbox:
         found.append(f"{books.outbox} hand-offs still in the outbox")
+    if books.overdue:
+        found.append(f"{books.overdue} orders unpaid more than {EXPIRY_BOUND:g} s past expires_at")
+    if books.release_outbox:
+        found.append(f"{books.release_outbox} releases still in order_service's outbox")
     if answers is not None:
-        found += answer_violations(answers, held, left)
+        found += answer_violations(answers, held, left, given_back=bool(closed or released))
     return found
 
 
-def answer_violations(answers: Answers, held: dict[str, int], left: int) -> list[str]:
-    """What clients were told against what is held (order_no -> user_id)."""
+def answer_violations(
+    answers: Answers, held: dict[str, int], left: int, given_back: bool = False
+) -> list[str]:
+    """What clients were told against what is held (order_no -> user_id). given_back: units
+    came back after the sale, so a sold_out answered then may not match what is left now."""
     found = []
-    if answers.sold_out and left != 0:
+    if answers.sold_out and left != 0 and not given_back:
         found.append(f"sold_out answered while remaining is {left}")
     if answers.server_errors:
         found.append(f"{answers.server_errors} 5xx answers")
@@ -124,6 +151,21 @@ def answer_violations(answers: Answers, held: dict[str, int], left: int) -> list
     return found
 
 
+def overdue(orders: list[dict], now: datetime) -> int:
+    """How many of these orders (status, expires_at as a datetime or API text) are still
+    `created` more than EXPIRY_BOUND past their deadline."""
+    late = 0
+    for order in orders:
+        deadline = order["expires_at"]
+        if isinstance(deadline, str):
+            deadline = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        elif deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        if order["status"] == "created" and now - deadline > timedelta(seconds=EXPIRY_BOUND):
+            late += 1
+    return late
+
+
 def books_from_databases(query: Query, activity_id: int) -> Books:
     """One activity's books, read from the three services' databases."""
     (activity,) = query(
@@ -136,16 +178,26 @@ def books_from_databases(query: Query, activity_id: int) -> Books:
     )
     orders = query(
         "order_service",
-        "SELECT order_no, user_id FROM orders WHERE activity_id = %s",
+        "SELECT order_no, user_id, status, expires_at FROM orders WHERE activity_id = %s",
+        (activity_id,),
+    )
+    released = query(
+        "activity_service",
+        "SELECT order_no FROM seckill_records WHERE activity_id = %s AND released_as IS NOT NULL",
         (activity_id,),
     )
     outbox = query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"]
+    release_outbox = query("order_service", "SELECT COUNT(*) AS n FROM release_outbox")[0]["n"]
     return Books(
         stock=activity["stock"],
         remaining=activity["remaining"],
         orders=[(row["order_no"], row["user_id"]) for row in orders],
         records=[(row["order_no"], row["user_id"]) for row in records],
         outbox=outbox,
+        statuses={row["order_no"]: row["status"] for row in orders},
+        released=[row["order_no"] for row in released],
+        release_outbox=release_outbox,
+        overdue=overdue(orders, datetime.now(UTC)),
     )
 
 

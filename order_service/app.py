@@ -1,5 +1,8 @@
 """order_service app factory."""
 
+import asyncio
+from contextlib import suppress
+
 from sanic import Sanic
 
 from common.auth import setup_remote_keys
@@ -10,6 +13,7 @@ from common.errors import setup_errors
 from common.openapi import setup_openapi
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
+from order_service.lifecycle import ReleaseRelay, Sweeper
 from order_service.routes import bp, internal
 from order_service.service import OrderService
 from order_service.settings import OrderSettings
@@ -23,7 +27,7 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)
-    setup_client(app, settings, peers=("user_service",))
+    setup_client(app, settings, peers=("user_service", "activity_service"))
     setup_remote_keys(app)
     setup_health(app)
     setup_openapi(app, internal=True)
@@ -32,6 +36,26 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
 
     @app.before_server_start
     async def start_orders(app: Sanic) -> None:
-        app.ctx.orders = OrderService(app.ctx.db)
+        relay = ReleaseRelay(app.ctx.db, app.ctx.peers["activity_service"])
+        app.ctx.release_relay = relay
+        app.ctx.orders = OrderService(app.ctx.db, deliver_releases=relay.deliver)
+        app.ctx.sweeper = Sweeper(app.ctx.db, relay, settings.order_sweep_interval_seconds)
+
+    @app.after_server_start
+    async def start_lifecycle(app: Sanic) -> None:
+        # Plain tasks, stopped below: Sanic warns about every app task it has to cancel.
+        app.ctx.lifecycle_loops = [
+            asyncio.create_task(app.ctx.sweeper.run(), name="order_sweeper"),
+            asyncio.create_task(app.ctx.release_relay.run(), name="release_relay"),
+        ]
+
+    @app.before_server_stop
+    async def stop_lifecycle(app: Sanic) -> None:
+        for loop in app.ctx.lifecycle_loops:
+            loop.cancel()
+        for loop in app.ctx.lifecycle_loops:
+            with suppress(asyncio.CancelledError):
+                await loop
+        await app.ctx.release_relay.drain()
 
     return app

@@ -6,6 +6,7 @@ from sanic_ext import openapi
 
 from common.auth import current_user, require_service
 from common.errors import NotFound
+from common.formats import ORDER_NO_PATTERN, is_order_no
 from common.openapi import (
     BEARER,
     SERVICE_TOKEN,
@@ -22,12 +23,14 @@ from order_service.schemas import Accepted, NewOrders, OrderPage, OrderQuery
 bp = Blueprint("orders")
 internal = Blueprint("internal_orders")
 
-MAX_ORDER_NO = 32
+ORDER_NO_SCHEMA = {"type": "string", "pattern": ORDER_NO_PATTERN}
 
 
 def checked_order_no(order_no: str) -> str:
-    if len(order_no) > MAX_ORDER_NO:
-        raise NotFound(f"order {order_no[:MAX_ORDER_NO]}... not found")
+    """Only a well-formed number reaches the database; anything else is a 404 that does not
+    echo what was sent."""
+    if not is_order_no(order_no):
+        raise NotFound("no such order")
     return order_no
 
 
@@ -43,7 +46,9 @@ def checked_order_no(order_no: str) -> str:
 async def list_orders(request: Request) -> HTTPResponse:
     principal = await current_user(request)
     q = parse_query(request, OrderQuery)
-    page = await request.app.ctx.orders.list(principal, q.activity_id, q.user_id, q.limit, q.offset)
+    page = await request.app.ctx.orders.list(
+        principal, q.activity_id, q.user_id, q.status, q.limit, q.offset
+    )
     return json(page.model_dump(mode="json"))
 
 
@@ -51,7 +56,7 @@ async def list_orders(request: Request) -> HTTPResponse:
 @openapi.summary("One order: yours, or any for an admin")
 @openapi.tag("orders")
 @openapi.secured(BEARER)
-@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
+@path_parameter("order_no", ORDER_NO_SCHEMA, "the order number a seckill returned")
 @json_response(200, Order, "the order")
 @problem_response(401, "unauthorized")
 @problem_response(404, "not_found (also for someone else's order)")
@@ -65,15 +70,30 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 @openapi.summary("Pay your order")
 @openapi.tag("orders")
 @openapi.secured(BEARER)
-@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
+@path_parameter("order_no", ORDER_NO_SCHEMA, "the order number a seckill returned")
 @json_response(200, Order, "the paid order")
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: only the buyer pays, an admin neither")
 @problem_response(404, "not_found")
-@problem_response(409, "not_payable")
+@problem_response(409, "not_payable: cancelled, expired, or at or past its expires_at")
 async def pay_order(request: Request, order_no: str) -> HTTPResponse:
     principal = await current_user(request)
     order = await request.app.ctx.orders.pay(principal, checked_order_no(order_no))
+    return json(order.model_dump(mode="json"))
+
+
+@bp.post("/orders/<order_no:str>/cancel")
+@openapi.summary("Cancel an unpaid order (the buyer or an admin); its unit goes back on sale")
+@openapi.tag("orders")
+@openapi.secured(BEARER)
+@path_parameter("order_no", {"type": "string"}, "the order number a seckill returned")
+@json_response(200, Order, "the cancelled order")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found (also for someone else's order)")
+@problem_response(409, "not_cancellable: paid, expired, or at or past its expires_at")
+async def cancel_order(request: Request, order_no: str) -> HTTPResponse:
+    principal = await current_user(request)
+    order = await request.app.ctx.orders.cancel(principal, checked_order_no(order_no))
     return json(order.model_dump(mode="json"))
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import MoneyIn, TimestampIn
+from common.formats import ORDER_NO_PATTERN, MoneyIn, TimestampIn
 from common.schemas import Order
 
 
@@ -22,6 +23,9 @@ class OrderQuery(BaseModel):
     user_id: int | None = Field(
         None, ge=1, le=2**63 - 1, description="only this user's: admins, or your own id"
     )
+    status: Literal["created", "paid", "cancelled", "expired"] | None = Field(
+        None, description="only orders in this status"
+    )
     limit: int = Field(50, ge=1, le=1000, description="page size")
     offset: int = Field(0, ge=0, le=10_000_000, description="orders to skip")
 
@@ -31,12 +35,16 @@ class NewOrder(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    order_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
+    # The seckill's format: what GET /orders/{order_no} will look up.
+    order_no: str = Field(pattern=ORDER_NO_PATTERN)
     activity_id: int = Field(ge=1, le=2**63 - 1)
     user_id: int = Field(ge=1, le=2**63 - 1)
     # Bounded like the columns: INSERT IGNORE would otherwise clip what does not fit.
     amount: MoneyIn = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
     created_at: TimestampIn
+    # Sent by activity_service from the activity's pay_within_seconds; an older sender's
+    # orders get created_at + 900 s.
+    expires_at: TimestampIn | None = None
 
 
 class NewOrders(BaseModel):

@@ -14,7 +14,8 @@ import aiohttp
 from deployment.stack import ADMIN, Stack
 
 _counter = itertools.count()
-PASSWORD = "password-123"
+# Strong enough for the password policy (user_service/policy.py).
+PASSWORD = "gravel-Mint-4417"
 
 
 def iso(dt: datetime) -> str:
@@ -61,6 +62,8 @@ class Api:
         headers: dict | None = None,
     ) -> Reply:
         headers = dict(headers or {})
+        if data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"  # raw bytes, sent as JSON
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with self.session.request(
@@ -121,7 +124,13 @@ class Api:
         assert reply.status == 201, reply
         return reply.body
 
-    async def seckill(self, activity_id: int, token: str) -> Reply:
+    async def seckill(self, activity_id: int, token: str, solution: str | None = None) -> Reply:
+        """solution: a solved challenge (deployment/altcha_solver.py), sent as X-Altcha."""
+        headers = {"X-Altcha": solution} if solution is not None else None
         return await self.call(
-            "POST", "activity_service", f"/activities/{activity_id}/seckill", token=token
+            "POST",
+            "activity_service",
+            f"/activities/{activity_id}/seckill",
+            token=token,
+            headers=headers,
         )

@@ -68,11 +68,13 @@ async def storm(
     per_user: int,
     concurrency: int = 64,
     result: StormResult | None = None,
+    solutions: dict[int, str] | None = None,
 ) -> StormResult:
     """Every account asks per_user times, shuffled, concurrency requests at a time.
 
     Pass result to watch it fill while the storm runs (e.g. to crash a service
     once some orders are acknowledged). Unanswered requests count as disconnected.
+    solutions: each user's solved challenge, for an activity that asks for one.
     """
     result = result if result is not None else StormResult()
     requests = [account for account in accounts for _ in range(per_user)]
@@ -82,7 +84,8 @@ async def storm(
     async def one(account: Account) -> None:
         async with gate:
             try:
-                reply = await api.seckill(activity_id, account.token)
+                solution = solutions.get(account.id) if solutions else None
+                reply = await api.seckill(activity_id, account.token, solution)
             except (TimeoutError, aiohttp.ClientError):
                 result.disconnected += 1
                 return

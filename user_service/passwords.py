@@ -1,4 +1,4 @@
-"""Salted scrypt password hashes; the work runs off the event loop."""
+"""Salted scrypt password hashes; the work runs off the event loop, in a bounded pool."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from common.errors import ServiceUnavailable
+
+T = TypeVar("T")
 
 R, P = 8, 1
 
@@ -45,3 +52,43 @@ async def hash_password(password: str, cost: int) -> str:
 
 async def verify_password(password: str, encoded: str) -> bool:
     return await asyncio.to_thread(verify_password_sync, password, encoded)
+
+
+class HashingBusy(ServiceUnavailable):
+    code = "busy"
+    headers = {"Retry-After": "1"}
+
+
+class HashPool:
+    """A few threads for password work, and a bounded queue in front of them.
+
+    Each hash costs tens of milliseconds of CPU. Without a bound a flood of logins queues
+    without end, and every thread competes with the event loop for the cores, so /health
+    and every other request slow down too. Past `threads + queue` jobs a request is refused
+    at once (503 `busy`, Retry-After). A job counts until its thread is done with it, even
+    if the client hung up meanwhile: hanging up cannot be used to slip past the bound.
+    """
+
+    def __init__(self, threads: int, queue: int):
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="passwords")
+        self._limit = threads + queue
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        if self._pending >= self._limit:
+            raise HashingBusy("too many logins at once; try again in a second")
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+        job = self._executor.submit(work, *args)
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        return await asyncio.wrap_future(job)
+
+    def _release(self) -> None:
+        self._pending -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -5,8 +5,10 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from common.auth import current_user, public_jwk
+from common.headers import NO_STORE
 from common.openapi import BEARER, json_body, json_response, path_parameter, problem_response
 from common.validation import parse_body
+from common.web import client_ip
 from user_service.schemas import Credentials, JwkSet, Token, User
 
 bp = Blueprint("users")
@@ -19,8 +21,11 @@ bp = Blueprint("users")
 @json_response(201, User, "the new account")
 @problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(409, "username_taken")
-@problem_response(422, "invalid_request")
+@problem_response(422, "invalid_request, or weak_password: errors say what the policy needs")
+@problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
+@problem_response(429, "rate_limited: too many sign-ups from this address; see Retry-After")
 async def register(request: Request) -> HTTPResponse:
+    await request.app.ctx.limiter.hit(request.app.ctx.limits.signups, client_ip(request))
     body = parse_body(request, Credentials)
     user = await request.app.ctx.users.register(body.username, body.password)
     return json(user.model_dump(mode="json"), status=201)
@@ -34,10 +39,15 @@ async def register(request: Request) -> HTTPResponse:
 @problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(401, "invalid_credentials")
 @problem_response(422, "invalid_request")
+@problem_response(
+    429, "rate_limited: too many logins from this address, or failures for this username"
+)
+@problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
 async def login(request: Request) -> HTTPResponse:
+    await request.app.ctx.limiter.hit(request.app.ctx.limits.logins, client_ip(request))
     body = parse_body(request, Credentials)
     token = await request.app.ctx.users.login(body.username, body.password)
-    return json(token.model_dump(mode="json"))
+    return json(token.model_dump(mode="json"), headers=NO_STORE)
 
 
 @bp.get("/users/me")

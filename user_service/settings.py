@@ -2,16 +2,43 @@
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from common.config import SECRET, Settings
+from common.ratelimit import limit_setting
 
 
 class UserSettings(Settings):
     service_name: ClassVar[str] = "user_service"
 
     token_private_key: Annotated[str, SECRET] = Field(repr=False)
-    token_ttl_seconds: int = Field(3600, ge=1)
+    token_ttl_seconds: int = Field(900, ge=1)
     password_hash_cost: int = Field(14, ge=4)
+    # Threads per worker for password hashing, and how many more requests may wait for one.
+    password_hash_threads: int = Field(1, ge=1)
+    password_hash_queue: int = Field(8, ge=0)
+    # The policy for new passwords (user_service/policy.py).
+    password_min_length: int = Field(10, ge=8, le=128)
+    password_min_score: int = Field(3, ge=0, le=4)
     admin_username: str | None = None
     admin_password: Annotated[str | None, SECRET] = Field(None, repr=False)
+
+    @field_validator("token_ttl_seconds")
+    @classmethod
+    def _within_the_cap(cls, ttl: int, info: ValidationInfo) -> int:
+        # Every verifier, this service's own included, would refuse longer tokens.
+        cap = info.data.get("token_max_ttl_seconds")
+        if cap is not None and ttl > cap:
+            raise ValueError(f"must not exceed TOKEN_MAX_TTL_SECONDS ({cap})")
+        return ttl
+
+    # Rate limits (docs/operations.md): N/period, or 0 for off.
+    limit_signups_per_ip: str = "20/hour"
+    limit_logins_per_ip: str = "60/minute"
+    limit_login_failures_per_username: str = "5/15minutes"
+
+    _limits = field_validator(
+        "limit_signups_per_ip",
+        "limit_logins_per_ip",
+        "limit_login_failures_per_username",
+    )(limit_setting)

@@ -8,21 +8,28 @@
 activities, then waits at a gate until every shopper of the run is ready, so the seckill calls
 start at the same moment. 201 (placed), 200 (this shopper's existing order) and 409 sold_out
 are the expected answers, not failures. Each shopper makes --attempts seckill calls, looks at
-its own orders, and stops; the run ends when all have.
+its own orders, and stops; the run ends when all have. A shopper who won pays its order
+(--pay-share of them), cancels it (--cancel-share) or walks away; a walked-away order expires
+after the activity's --pay-within seconds and its unit goes back on sale.
 
 When the run stops, the invariant check (deployment/invariants.py, as in the tests and the
 benchmark) runs through the API as admin (ADMIN_USERNAME / ADMIN_PASSWORD): order_service
-holds exactly stock - remaining orders for the activity, one per user, every order a shopper
-was answered with exists for that shopper, and remaining is 0 once sold_out was answered.
+holds exactly stock - remaining orders created or paid for the activity, one per user, every
+order a shopper was answered with exists for that shopper, remaining is 0 once sold_out was
+answered (unless units came back), and no order is left unpaid 5 s past its expires_at. When
+the last deadline of the run is within --settle-timeout, the check waits for it first.
 It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed check makes
 locust exit non-zero. The activity is created at the start (stock: --stock, or
-half the shoppers), or given with --activity-id.
+half the shoppers), or given with --activity-id. With --challenge N the created activity
+asks for an ALTCHA challenge of difficulty N; shoppers solve one before each seckill call
+(the first before the gate), as the ALTCHA widget does in a browser.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import random
 import secrets
 import sys
 from collections import Counter
@@ -36,10 +43,13 @@ from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 
-from deployment.invariants import Answers, Books, settle
+from deployment.altcha_solver import solve
+from deployment.invariants import EXPIRY_BOUND, Answers, Books, overdue, settle
 
 logger = logging.getLogger("seckill.load")
-PASSWORD = "load-test-password"
+PASSWORD = "load-test-password"  # strong enough for the password policy
+# How often a shopper asks again when user_service's password pool is full (503 busy).
+BUSY_RETRIES = 60
 SECKILL = "/activities/[id]/seckill"
 
 
@@ -79,6 +89,13 @@ def add_arguments(parser) -> None:
         help="seckill calls per shopper",
     )
     parser.add_argument(
+        "--challenge",
+        env_var="LOCUST_CHALLENGE",
+        type=int,
+        default=0,
+        help="the created activity asks for an ALTCHA challenge of this difficulty (0: none)",
+    )
+    parser.add_argument(
         "--gate-timeout",
         env_var="LOCUST_GATE_TIMEOUT",
         type=float,
@@ -91,6 +108,27 @@ def add_arguments(parser) -> None:
         type=float,
         default=15,
         help="how long the final check waits for orders to arrive",
+    )
+    parser.add_argument(
+        "--pay-within",
+        env_var="LOCUST_PAY_WITHIN",
+        type=int,
+        default=900,
+        help="pay_within_seconds of the created activity (10 to 86400)",
+    )
+    parser.add_argument(
+        "--pay-share",
+        env_var="LOCUST_PAY_SHARE",
+        type=float,
+        default=0.0,
+        help="share of winners who pay their order",
+    )
+    parser.add_argument(
+        "--cancel-share",
+        env_var="LOCUST_CANCEL_SHARE",
+        type=float,
+        default=0.0,
+        help="share of winners who cancel it; the rest walk away and let it expire",
     )
     parser.add_argument("--admin-username", env_var="ADMIN_USERNAME", default="admin")
     parser.add_argument("--admin-password", env_var="ADMIN_PASSWORD", default="", is_secret=True)
@@ -109,6 +147,7 @@ class Run:
     finished: int = 0
     answers: Counter = field(default_factory=Counter)
     order_of: dict[int, str] = field(default_factory=dict)
+    last_deadline: datetime | None = None  # the latest expires_at of an unpaid order
     checked: bool = False
     names: itertools.count = field(default_factory=itertools.count)
 
@@ -150,13 +189,16 @@ def admin_session(options) -> requests.Session:
 
 def create_activity(environment: Environment, stock: int) -> int:
     now = datetime.now(UTC)
-    body = {
+    difficulty = environment.parsed_options.challenge
+    guard = {"challenge": True, "challenge_difficulty": difficulty} if difficulty else {}
+    body = guard | {
         "name": f"Load run {now:%H:%M:%S}",
         "product_name": "Keyboard",
         "price": "19.90",
         "stock": stock,
         "starts_at": iso(now - timedelta(minutes=1)),
         "ends_at": iso(now + timedelta(hours=1)),
+        "pay_within_seconds": environment.parsed_options.pay_within,
     }
     reply = admin_session(environment.parsed_options).post(
         f"{environment.host}/activities", json=body, timeout=30
@@ -200,12 +242,16 @@ class Shopper(HttpUser):
     wait_time = between(0.05, 0.3)
 
     def on_start(self) -> None:
-        self.run, self.token, self.attempts = RUN, None, 0
+        self.run, self.token, self.attempts, self.won = RUN, None, 0, None
+        self.guarded, self.solution = False, None
         options = self.environment.parsed_options
         try:
             self.token = self.sign_up(options.user_url)
             self.client.get("/activities?limit=20", name="/activities")
-            self.client.get(f"/activities/{self.run.activity_id}", name="/activities/[id]")
+            reply = self.client.get(f"/activities/{self.run.activity_id}", name="/activities/[id]")
+            self.guarded = reply.ok and reply.json().get("challenge", False)
+            if self.token is not None and self.guarded:
+                self.solution = self.solve()  # the first one before the gate, as a browser would
         finally:
             self.run.arrive()
         if self.token is None:
@@ -219,27 +265,53 @@ class Shopper(HttpUser):
     def sign_up(self, user_url: str) -> str | None:
         username = self.run.username()
         credentials = {"username": username, "password": PASSWORD}
-        reply = self.client.post(f"{user_url}/users", json=credentials, name="/users")
+        reply = self.post_when_not_busy(f"{user_url}/users", credentials, "/users")
         if reply.status_code != 201:
             return None
         self.user_id = reply.json()["id"]
-        reply = self.client.post(f"{user_url}/tokens", json=credentials, name="/tokens")
+        reply = self.post_when_not_busy(f"{user_url}/tokens", credentials, "/tokens")
         if reply.status_code != 200:
             return None
         return reply.json()["access_token"]
+
+    def post_when_not_busy(self, url: str, body: dict, name: str):
+        """POST, and again after Retry-After while user_service's password pool is full: a
+        sign-up storm of hundreds of shoppers is what that bound is for (docs/api.md)."""
+        for _ in range(BUSY_RETRIES):
+            with self.client.post(url, json=body, name=name, catch_response=True) as reply:
+                if reply.status_code != 503 or reply.headers.get("Retry-After") is None:
+                    return reply
+                reply.success()  # the documented answer to a storm, not a failure
+            gevent.sleep(float(reply.headers["Retry-After"]))
+        return reply
 
     @task
     def seckill(self) -> None:
         if self.attempts >= self.environment.parsed_options.attempts:
             self.finish()
         self.attempts += 1
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.guarded:
+            # Each solution buys once: a later attempt solves a new challenge.
+            headers["X-Altcha"] = self.solution or self.solve()
+            self.solution = None
         with self.client.post(
             f"/activities/{self.run.activity_id}/seckill",
-            headers={"Authorization": f"Bearer {self.token}"},
+            headers=headers,
             name=SECKILL,
             catch_response=True,
         ) as reply:
             self.judge(reply)
+
+    def solve(self) -> str:
+        """A solved ALTCHA challenge for this shopper and activity (docs/api.md)."""
+        reply = self.client.get(
+            f"/activities/{self.run.activity_id}/challenge",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name="/activities/[id]/challenge",
+        )
+        reply.raise_for_status()
+        return solve(reply.json())
 
     def judge(self, reply) -> None:
         try:
@@ -253,6 +325,8 @@ class Shopper(HttpUser):
                 reply.failure(f"second order {body['order_no']} for user {self.user_id}")
                 return
             self.run.answers["placed" if reply.status_code == 201 else "repeat"] += 1
+            if reply.status_code == 201:
+                self.won = body
             reply.success()
         elif reply.status_code == 409 and code == "sold_out":
             self.run.answers["sold_out"] += 1
@@ -262,12 +336,39 @@ class Shopper(HttpUser):
 
     def finish(self) -> None:
         options = self.environment.parsed_options
+        if self.won is not None:
+            self.after_purchase(options)
         self.client.get(
             f"{options.order_url}/orders?activity_id={self.run.activity_id}",
             headers={"Authorization": f"Bearer {self.token}"},
             name="/orders (own)",
         )
         self.run.leave(self.environment)
+
+    def after_purchase(self, options) -> None:
+        """Pay, cancel or walk away, in the configured shares."""
+        draw = random.random()
+        order_no = self.won["order_no"]
+        if draw < options.pay_share:
+            action = "pay"
+        elif draw < options.pay_share + options.cancel_share:
+            action = "cancel"
+        else:
+            self.run.answers["walked"] += 1
+            deadline = datetime.fromisoformat(self.won["expires_at"].replace("Z", "+00:00"))
+            self.run.last_deadline = max(self.run.last_deadline or deadline, deadline)
+            return
+        with self.client.post(
+            f"{options.order_url}/orders/{order_no}/{action}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name=f"/orders/[no]/{action}",
+            catch_response=True,
+        ) as reply:
+            if reply.status_code == 200:
+                self.run.answers["paid" if action == "pay" else "cancelled"] += 1
+                reply.success()
+            else:
+                reply.failure(f"{action}: {reply.status_code} {reply.text[:100]}")
 
 
 def end_run(environment: Environment) -> None:
@@ -304,6 +405,8 @@ def books_from_api(session: requests.Session, environment: Environment, run: Run
         stock=activity["stock"],
         remaining=activity["remaining"],
         orders=[(order["order_no"], order["user_id"]) for order in orders],
+        statuses={order["order_no"]: order["status"] for order in orders},
+        overdue=overdue(orders, datetime.now(UTC)),
     )
 
 
@@ -324,6 +427,11 @@ def check_invariants(environment: Environment) -> bool:
     if run is None or run.checked:
         return True
     run.checked = True
+    if run.last_deadline is not None:
+        # Wait for the walked-away orders to expire, if that is due within the settle time.
+        wait = (run.last_deadline - datetime.now(UTC)).total_seconds() + EXPIRY_BOUND
+        if 0 < wait <= options.settle_timeout:
+            gevent.sleep(wait)
     try:
         session = admin_session(options)
         books, found = settle(
@@ -333,12 +441,17 @@ def check_invariants(environment: Environment) -> bool:
         )
     except (requests.RequestException, RuntimeError, KeyError) as exc:
         found, books = [f"the check could not read the API: {exc}"], None
-    answers = " ".join(f"{k}={run.answers[k]}" for k in ("placed", "repeat", "sold_out"))
+    answers = " ".join(
+        f"{k}={run.answers[k]}"
+        for k in ("placed", "repeat", "sold_out", "paid", "cancelled", "walked")
+    )
     if books is not None:
+        statuses = Counter((books.statuses or {}).values())
         figures = (
             f"activity={run.activity_id} stock={books.stock} "
             f"remaining={books.remaining} orders={len(books.orders)} "
-            f"users={len({user for _, user in books.orders})}"
+            f"users={len({user for _, user in books.orders})} "
+            + " ".join(f"{s}={statuses[s]}" for s in ("created", "paid", "cancelled", "expired"))
         )
     else:
         figures = f"activity={run.activity_id}"

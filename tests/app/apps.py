@@ -26,6 +26,7 @@ from sanic.application.state import ApplicationServerInfo
 from sanic.http.constants import HTTP
 
 from common.auth import new_private_key_pem
+from common.deadlines import RequestDeadlineProtocol
 from deployment.stack import SERVICES, SETTINGS, mysql_connect, scratch_env
 
 # What the apps are started in, so the peers they call are up first.
@@ -42,6 +43,8 @@ class Databases:
         key_file.write_bytes(new_private_key_pem())
         self.service_token = secrets.token_urlsafe(24)
         self.env = scratch_env(self.prefix, key_file, self.service_token)
+        # Expiry tests wait for the sweeper: a short round (docs/operations.md).
+        self.env["ORDER_SWEEP_INTERVAL_SECONDS"] = "0.2"
         # One autocommit connection per database, kept: a connection costs ~0.1 s to open,
         # and each query still reads what is committed at that moment.
         self._connections: dict[str, pymysql.Connection] = {}
@@ -123,7 +126,10 @@ class InProcessStack:
         for service in START_ORDER:
             app = self.apps[service] = self.build(service)
             server = await app.create_server(
-                sock=self.sockets[service], access_log=False, return_asyncio_server=True
+                sock=self.sockets[service],
+                access_log=False,
+                return_asyncio_server=True,
+                protocol=RequestDeadlineProtocol,  # as common/runner.py serves it
             )
             # What Sanic's own runner records before it starts a server: the app counts as
             # serving (app.loop, add_task), and Sanic's start-up rewrite of its HTTP code

@@ -12,7 +12,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 TABLES = {
     "user_service": ("users",),
     "activity_service": ("activities", "seckill_records", "outbox"),
-    "order_service": ("orders",),
+    "order_service": ("orders", "release_outbox"),
 }
 
 
@@ -73,5 +73,8 @@ ACTIVITY_KEYS = {
     "remaining",
     "starts_at",
     "ends_at",
+    "pay_within_seconds",
     "status",
+    "challenge",
+    "challenge_difficulty",
 }

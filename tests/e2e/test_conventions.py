@@ -17,7 +17,23 @@ CONTRACT_PATHS = {
         "/activities/{activity_id}",
         "/activities/{activity_id}/seckill",
     },
-    "order_service": {"/orders", "/orders/{order_no}", "/orders/{order_no}/pay"},
+    "order_service": {
+        "/orders",
+        "/orders/{order_no}",
+        "/orders/{order_no}/pay",
+        "/orders/{order_no}/cancel",
+    },
+}
+ACTIVITY_BODY = {
+    "name",
+    "product_name",
+    "price",
+    "stock",
+    "starts_at",
+    "ends_at",
+    "pay_within_seconds",
+    "challenge",
+    "challenge_difficulty",
 }
 
 
@@ -72,7 +88,7 @@ def resolve(document: dict, schema: dict) -> dict:
             "activity_service",
             "post",
             "/activities",
-            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            ACTIVITY_BODY,
             "201",
             ACTIVITY_KEYS,
         ),
@@ -80,11 +96,12 @@ def resolve(document: dict, schema: dict) -> dict:
             "activity_service",
             "patch",
             "/activities/{activity_id}",
-            {"name", "product_name", "price", "stock", "starts_at", "ends_at"},
+            ACTIVITY_BODY,
             "200",
             None,
         ),
         ("order_service", "post", "/internal/orders", {"orders"}, "200", {"accepted"}),
+        ("activity_service", "post", "/internal/releases", {"releases"}, "200", {"accepted"}),
         ("order_service", "get", "/orders", None, "200", {"items", "total"}),
     ],
 )

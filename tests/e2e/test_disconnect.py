@@ -22,7 +22,7 @@ import pytest
 from deployment.invariants import books_from_databases, violations
 from deployment.poll import eventually, wait_until
 from deployment.stack import Stack, mysql_connect
-from tests.factories import Api, window
+from tests.factories import PASSWORD, Api, window
 
 POOL_SIZE = 4
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ async def storm_of_hang_ups(api: Api, stack: Stack, users, activities, count: in
             activity = rng.choice(activities)
             return "activity_service", "POST", f"/activities/{activity}/seckill", user.token, None
         if roll < 0.70:
-            body = {"username": f"hang{rng.randrange(10**9)}", "password": "password-123"}
+            body = {"username": f"hang{rng.randrange(10**9)}", "password": PASSWORD}
             return "user_service", "POST", "/users", None, orjson.dumps(body)
         if roll < 0.78:
             body = {"name": f"renamed {rng.randrange(1000)}"}

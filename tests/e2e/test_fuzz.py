@@ -59,7 +59,7 @@ def post_json(url: str, body: dict, token: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory):
     stack = make_stack(tmp_path_factory, "fuzz")
-    user = {"username": "fuzzer", "password": "fuzzer-password"}
+    user = {"username": "fuzzer", "password": "quartz-Lantern-93"}
     post_json(stack.user_url + "/users", user)
     stack.tokens = {
         "user": post_json(stack.user_url + "/tokens", user)["access_token"],

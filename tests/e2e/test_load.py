@@ -71,8 +71,9 @@ async def test_a_flash_sale_sells_exactly_its_stock_with_no_failures(stack, tmp_
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     line = re.search(
-        r"^INVARIANT OK \| activity=(\d+) stock=20 remaining=0 orders=20 users=20 "
-        r"\| answers placed=20 repeat=(\d+) sold_out=(\d+)$",
+        r"^INVARIANT OK \| activity=(\d+) stock=20 remaining=0 orders=20 users=20 created=20 "
+        r"paid=0 cancelled=0 expired=0 \| answers placed=20 repeat=(\d+) sold_out=(\d+) "
+        r"paid=0 cancelled=0 walked=20$",
         result.stdout,
         re.M,
     )
@@ -98,13 +99,54 @@ async def test_a_flash_sale_sells_exactly_its_stock_with_no_failures(stack, tmp_
     assert orders == [{"n": 20, "users": 20}]
 
 
+async def test_shoppers_pay_cancel_or_walk_away_and_every_unpaid_unit_comes_back(stack, tmp_path):
+    result, stats = await asyncio.to_thread(
+        locust,
+        stack,
+        tmp_path,
+        "--users",
+        "40",
+        "--spawn-rate",
+        "40",
+        "--run-time",
+        "120s",
+        "--stock",
+        "30",
+        "--attempts",
+        "2",
+        "--pay-within",
+        "10",
+        "--pay-share",
+        "0.4",
+        "--cancel-share",
+        "0.3",
+        "--settle-timeout",
+        "30",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    line = re.search(
+        r"^INVARIANT OK \| activity=\d+ stock=30 remaining=(\d+) orders=(\d+) users=(\d+) "
+        r"created=0 paid=(\d+) cancelled=(\d+) expired=(\d+) \| answers placed=(\d+) .* "
+        r"paid=(\d+) cancelled=(\d+) walked=(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert line, output[-4000:]
+    left, orders, users, paid, cancelled, expired, placed, *chosen = map(int, line.groups())
+    assert orders == users == placed >= 30  # a unit given back may sell again to a loser
+    assert (paid, cancelled, expired) == tuple(chosen)  # each shopper's choice, as stored
+    assert 30 - left == paid  # every unpaid unit back on sale, exactly once
+    assert all(row["num_failures"] == 0 for row in stats.values()), stats
+
+
 async def test_the_check_fails_when_the_books_do_not_balance(stack, api, tmp_path):
     activity = await api.create_activity(stock=3)
     # A stray order that no seckill sold: order_service now holds one more than stock - remaining.
     stack.query(
         "order_service",
-        "INSERT INTO orders (order_no, activity_id, user_id, amount, status, created_at) "
-        "VALUES (%s, %s, %s, %s, 'created', NOW(6))",
+        "INSERT INTO orders (order_no, activity_id, user_id, amount, status, created_at, "
+        "expires_at) VALUES (%s, %s, %s, %s, 'created', NOW(6), NOW(6) + INTERVAL 1 HOUR)",
         ("stray" + secrets.token_hex(6), activity["id"], 10**9, "19.90"),
     )
     result, stats = await asyncio.to_thread(
@@ -125,9 +167,8 @@ async def test_the_check_fails_when_the_books_do_not_balance(stack, api, tmp_pat
         "2",
     )
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
-    assert re.search(r"^INVARIANT FAILED: 4 orders but 3 sold \|", result.stdout, re.M), (
-        result.stdout
-    )
+    failed = r"^INVARIANT FAILED: 4 orders created or paid but 3 sold \|"
+    assert re.search(failed, result.stdout, re.M), result.stdout
     assert stats["/activities/[id]/seckill"]["num_failures"] == 0
 
 
@@ -137,3 +178,30 @@ async def test_refuses_to_run_without_admin_credentials(stack, tmp_path):
     )
     assert result.returncode != 0
     assert "set ADMIN_PASSWORD" in result.stderr
+
+
+async def test_a_flash_sale_with_the_challenge_on_sells_its_stock_with_no_failures(stack, tmp_path):
+    result, stats = await asyncio.to_thread(
+        locust,
+        stack,
+        tmp_path,
+        "--users",
+        "20",
+        "--spawn-rate",
+        "20",
+        "--run-time",
+        "90s",
+        "--stock",
+        "10",
+        "--attempts",
+        "2",
+        "--challenge",
+        "1000",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(
+        r"^INVARIANT OK \| activity=\d+ stock=10 remaining=0 orders=10 ", result.stdout, re.M
+    ), output[-4000:]
+    assert stats["/activities/[id]/challenge"]["num_requests"] >= 20
+    assert all(row["num_failures"] == 0 for row in stats.values()), stats

@@ -106,11 +106,12 @@ async def test_documented_query_parameters_are_the_validating_model(api):
     document = await document_of(api, "order_service")
     params = {p["name"]: p for p in document["paths"]["/orders"]["get"]["parameters"]}
 
-    assert set(params) == {"activity_id", "user_id", "limit", "offset"}
+    assert set(params) == {"activity_id", "user_id", "status", "limit", "offset"}
     assert all(p["in"] == "query" and not p["required"] for p in params.values())
     assert params["limit"]["schema"]["minimum"] == 1
     assert params["limit"]["schema"]["maximum"] == 1000
     assert params["limit"]["schema"]["default"] == 50
+    assert params["status"]["schema"]["enum"] == ["created", "paid", "cancelled", "expired"]
     # and the service enforces exactly those bounds
     token = await api.admin_token()
     for limit, status in (("0", 422), ("1", 200), ("1000", 200), ("1001", 422)):

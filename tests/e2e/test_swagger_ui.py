@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Route, async_playwright
 
+from deployment.altcha_solver import solve
 from deployment.stack import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -49,7 +50,8 @@ async def browser():
 
 
 async def offline_page(browser, base: str) -> tuple[Page, list[str]]:
-    """A page that may reach the service and nothing else; returns what it tried elsewhere."""
+    """A page that may reach the service and nothing else; returns what it tried elsewhere,
+    and every Content-Security-Policy violation the browser reports (as "csp: ...")."""
     context = await browser.new_context(viewport={"width": 1280, "height": 2000})
     context.set_default_timeout(TIMEOUT_MS)
     blocked: list[str] = []
@@ -63,7 +65,27 @@ async def offline_page(browser, base: str) -> tuple[Page, list[str]]:
             await route.abort("internetdisconnected")
 
     await context.route("**/*", only_the_service)
-    return await context.new_page(), blocked
+    page = await context.new_page()
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(f"csp: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    return page, blocked
+
+
+async def open_docs(page: Page, base: str) -> None:
+    """/docs, checked for its security headers: framing forbidden, scripts only its own."""
+    response = await page.goto(f"{base}/docs")
+    headers = await response.all_headers()
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy, policy
+    await page.locator(".opblock").first.wait_for()
 
 
 def operation(page: Page, method: str, path: str):
@@ -102,8 +124,7 @@ async def test_swagger_ui_renders_offline_and_executes_a_call(browser, api, stac
     await api.create_activity(name="Shown in Swagger UI")
     page, blocked = await offline_page(browser, base)
 
-    await page.goto(f"{base}/docs")
-    await page.locator(".opblock").first.wait_for()
+    await open_docs(page, base)
 
     expected = sum(len(item) for item in document["paths"].values())
     assert await page.locator(".opblock").count() == expected
@@ -128,8 +149,7 @@ async def test_authorize_with_a_token_from_post_tokens(browser, api, stack):
     account = await api.new_user()
     page, blocked = await offline_page(browser, base)
 
-    await page.goto(f"{base}/docs")
-    await page.locator(".opblock").first.wait_for()
+    await open_docs(page, base)
     await authorize(page, account.token)
 
     block, status, body = await execute(page, "GET", "/users/me")
@@ -137,6 +157,13 @@ async def test_authorize_with_a_token_from_post_tokens(browser, api, stack):
     assert account.username in body
     await keep_screenshots(page, block, "user_service-me")
     assert blocked == []
+    # persistAuthorization is off: the token is in no storage, and a reload forgets it.
+    stored = await page.evaluate("JSON.stringify(window.localStorage)")
+    assert account.token not in stored
+    await page.reload()
+    await page.locator(".opblock").first.wait_for()
+    block, status, _ = await execute(page, "GET", "/users/me")
+    assert status == "401"
 
 
 async def test_seckill_from_swagger_ui(browser, api, stack):
@@ -145,8 +172,7 @@ async def test_seckill_from_swagger_ui(browser, api, stack):
     buyer = await api.new_user()
     page, blocked = await offline_page(browser, base)
 
-    await page.goto(f"{base}/docs")
-    await page.locator(".opblock").first.wait_for()
+    await open_docs(page, base)
     await authorize(page, buyer.token)
     path = "/activities/{activity_id}/seckill"
     block, status, body = await execute(page, "POST", path, activity_id=str(activity["id"]))
@@ -156,4 +182,29 @@ async def test_seckill_from_swagger_ui(browser, api, stack):
     order = await api.call("GET", "order_service", f"/orders/{order_no}", buyer.token)
     assert order.status == 200 and order.body["user_id"] == buyer.id
     await keep_screenshots(page, block, "activity_service-seckill")
+    assert blocked == []
+
+
+async def test_seckill_with_the_challenge_on_from_swagger_ui(browser, api, stack):
+    """The walkthrough of the README: get the challenge, solve it, paste it into X-Altcha."""
+    base = stack.activity_url
+    activity = await api.create_activity(stock=1, challenge=True, challenge_difficulty=1000)
+    buyer = await api.new_user()
+    page, blocked = await offline_page(browser, base)
+
+    await page.goto(f"{base}/docs")
+    await page.locator(".opblock").first.wait_for()
+    await authorize(page, buyer.token)
+    activity_id = str(activity["id"])
+    _, status, body = await execute(
+        page, "GET", "/activities/{activity_id}/challenge", activity_id=activity_id
+    )
+    assert status == "200", body
+    challenge = json.loads(body[body.index("{") : body.rindex("}") + 1])
+    path = "/activities/{activity_id}/seckill"
+    params = {"activity_id": activity_id, "X-Altcha": solve(challenge)}
+    block, status, body = await execute(page, "POST", path, **params)
+
+    assert status == "201", body
+    await keep_screenshots(page, block, "activity_service-seckill-challenge")
     assert blocked == []

@@ -1,8 +1,10 @@
 """Numbered migrations: an old database is brought up to the models in place, a new one is made
 from the models and needs no step."""
 
+import importlib
 import os
 import secrets
+from datetime import datetime, timedelta
 
 import peewee
 import pytest
@@ -64,3 +66,65 @@ def test_an_old_database_gets_the_step_and_keeps_its_rows(settings):
     # and once more changes nothing
     again = peewee.MySQLDatabase(None)
     assert migrate(settings, again, [model(again, with_note=True)], [(1, add_note)]) == 1
+
+
+# The services' own migration 1: the order lifecycle, on databases made before it.
+
+OLD_SCHEMA = {
+    "order_service": [
+        "DROP TABLE release_outbox",
+        "DROP INDEX order_status_expires_at ON orders",
+        "ALTER TABLE orders DROP COLUMN expires_at, DROP COLUMN closed_at",
+    ],
+    "activity_service": [
+        "ALTER TABLE activities DROP COLUMN pay_within_seconds, DROP COLUMN released, "
+        "DROP COLUMN challenge, DROP COLUMN challenge_difficulty",
+        "ALTER TABLE seckill_records DROP COLUMN expires_at, DROP COLUMN released_as, "
+        "DROP COLUMN released_at",
+    ],
+}
+OLD_ROWS = {
+    "order_service": [
+        "INSERT INTO orders (order_no, activity_id, user_id, amount, status, created_at) "
+        "VALUES ('abc1', 1, 7, 1.00, 'created', '2026-11-26 15:00:00.250000'), "
+        "('abc2', 1, 8, 1.00, 'paid', '2026-11-26 15:00:01')"
+    ],
+    "activity_service": [
+        "INSERT INTO activities (name, product_name, price, stock, remaining, starts_at, "
+        "ends_at, created_at, updated_at) VALUES ('a', 'p', 1.00, 5, 3, '2026-11-26 14:00:00', "
+        "'2026-11-26 16:00:00', '2026-11-26 13:00:00', '2026-11-26 13:00:00')",
+        "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at) "
+        "VALUES (1, 7, 'abc1', 1.00, '2026-11-26 15:00:00.250000'), "
+        "(1, 8, 'abc2', 1.00, '2026-11-26 15:00:01')",
+    ],
+}
+
+
+@pytest.mark.parametrize("service", ["order_service", "activity_service"])
+def test_migration_1_keeps_every_order_and_gives_it_the_default_deadline(service):
+    models = importlib.import_module(f"{service}.models")
+    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
+    settings = SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"})
+    try:
+        models.run_migrations(settings)
+        with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+            for sql in OLD_SCHEMA[service] + ["DELETE FROM schema_version"] + OLD_ROWS[service]:
+                cur.execute(sql)
+        every = [version for version, _ in models.MIGRATIONS]
+        assert models.run_migrations(settings) == max(every)
+        table = "orders" if service == "order_service" else "seckill_records"
+        with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT order_no, created_at, expires_at FROM {table} ORDER BY order_no")
+            rows = cur.fetchall()
+            cur.execute("SELECT version FROM schema_version")
+            assert sorted(row["version"] for row in cur.fetchall()) == every
+            if service == "activity_service":
+                cur.execute("SELECT pay_within_seconds, released, remaining FROM activities")
+                kept = {"pay_within_seconds": 900, "released": 0, "remaining": 3}
+                assert cur.fetchall() == [kept]
+        assert [row["order_no"] for row in rows] == ["abc1", "abc2"]
+        assert rows[0]["expires_at"] == datetime(2026, 11, 26, 15, 15, 0, 250000)
+        assert all(r["expires_at"] - r["created_at"] == timedelta(seconds=900) for r in rows)
+    finally:
+        with mysql_connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")

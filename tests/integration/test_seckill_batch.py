@@ -28,9 +28,9 @@ class RecordingSeckill(Seckill):
         super().__init__(*args, **kwargs)
         self.batches: list[list[int]] = []
 
-    async def _commit_batch(self, activity_id, state, user_ids):
+    async def _commit_batch(self, activity_id, state, user_ids, *args):
         self.batches.append(list(user_ids))
-        return await super()._commit_batch(activity_id, state, user_ids)
+        return await super()._commit_batch(activity_id, state, user_ids, *args)
 
 
 def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, list[list[dict]]]:
@@ -45,7 +45,9 @@ def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, l
     return RecordingSeckill(db, deliver, batch_max=batch_max, batch_wait_ms=0), deliveries
 
 
-async def new_activity(db: Database, stock: int, start_in: float = -60, length: float = 3600):
+async def new_activity(
+    db: Database, stock: int, start_in: float = -60, length: float = 3600, pay_within: int = 900
+):
     starts = utcnow() + timedelta(seconds=start_in)
     values = {
         "name": "Batch",
@@ -54,6 +56,9 @@ async def new_activity(db: Database, stock: int, start_in: float = -60, length: 
         "stock": stock,
         "starts_at": starts,
         "ends_at": starts + timedelta(seconds=length),
+        "pay_within_seconds": pay_within,
+        "challenge": False,
+        "challenge_difficulty": 50_000,
     }
     return await repository.insert_activity(db, values, utcnow())
 

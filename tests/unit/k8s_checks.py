@@ -44,6 +44,8 @@ DEFAULTED = {
     "OTEL_BSP_MAX_QUEUE_SIZE": "the SDK's default",
     "OTEL_BSP_SCHEDULE_DELAY": "the SDK's default",
     "OTEL_EXPORTER_OTLP_TIMEOUT": "the SDK's default",
+    "FORWARDED_SECRET": "only for a proxy that signs its Forwarded header",
+    "FORWARDED_SECRET_FILE": "only for a proxy that signs its Forwarded header",
 }
 # The migration init container serves nothing: it neither registers nor creates the admin.
 NOT_READ_BY_MIGRATIONS = {"SERVICE_ADVERTISE_HOST", "ADMIN_PASSWORD"}

@@ -28,7 +28,8 @@ def test_defaults():
     assert settings.consul_host is None and settings.otel_endpoint is None
     assert (settings.seckill_batch_max, settings.seckill_batch_wait_ms) == (200, 0.0)
     user = UserSettings.from_env(USER)
-    assert (user.token_ttl_seconds, user.password_hash_cost) == (3600, 14)
+    assert (user.token_ttl_seconds, user.password_hash_cost) == (900, 14)
+    assert user.token_max_ttl_seconds == 3600
     assert user.admin_username is None and user.admin_password is None
     assert user.service_token is None and user.port == 8001
 
@@ -175,6 +176,9 @@ def test_bad_common_values_are_named(settings_class, env, name, value):
         (UserSettings, USER, "PASSWORD_HASH_COST", "2"),
         (UserSettings, USER, "TOKEN_TTL_SECONDS", "0"),
         (UserSettings, USER, "TOKEN_TTL_SECONDS", "an hour"),
+        # Tokens longer than the verifiers' cap would all be refused.
+        (UserSettings, USER, "TOKEN_TTL_SECONDS", "3601"),
+        (UserSettings, USER | {"TOKEN_TTL_SECONDS": "900"}, "TOKEN_MAX_TTL_SECONDS", "899"),
     ],
 )
 def test_bad_values_of_a_service_are_named(settings_class, env, name, value):

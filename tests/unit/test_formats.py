@@ -41,6 +41,7 @@ def test_order_nos_pass_order_service_validation():
             "user_id": 2,
             "amount": Decimal("19.9"),
             "created_at": NOW,
+            "expires_at": NOW + timedelta(seconds=900),
         }
     )
     parsed = NewOrder.model_validate_json(orjson.dumps(order))  # as it travels
@@ -55,6 +56,7 @@ def test_present_order():
             "user_id": 2,
             "amount": Decimal("5"),
             "created_at": NOW,
+            "expires_at": NOW + timedelta(seconds=900),
         }
     )
     assert order == {
@@ -64,6 +66,7 @@ def test_present_order():
         "amount": "5.00",
         "status": "created",
         "created_at": "2026-11-26T15:00:00Z",
+        "expires_at": "2026-11-26T15:15:00Z",
     }
 
 

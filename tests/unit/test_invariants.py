@@ -1,10 +1,11 @@
 """The shared seckill invariant check names every broken guarantee, from plain data."""
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
-from deployment.invariants import Answers, Books, settle, violations
+from deployment.invariants import Answers, Books, overdue, settle, violations
 
 # A clean sale: stock 3, all sold to users 1-3, each answered once with a 201.
 RECORDS = [("a", 1), ("b", 2), ("c", 3)]
@@ -24,6 +25,29 @@ def clean_answers(**changes) -> Answers:
     return Answers(**values | changes)
 
 
+def given_back(released: list[str], **closed: str) -> dict:
+    """Books fields for a sale where the orders named in closed (status=order_no) were
+    cancelled or expired and the records named in released were given back; c is paid."""
+    statuses = {"a": "created", "b": "created", "c": "paid"}
+    statuses |= {order_no: status for status, order_no in closed.items()}
+    return {"statuses": statuses, "released": released}
+
+
+def test_a_sale_with_units_given_back_and_sold_again_has_no_violations():
+    orders = [*RECORDS, ("d", 4)]
+    books = clean_books(
+        orders=orders,
+        records=orders,
+        statuses={"a": "expired", "b": "cancelled", "c": "paid", "d": "created"},
+        released=["a", "b"],
+        remaining=1,
+    )
+    answers = clean_answers(
+        placed=4, orders={1: {"a"}, 2: {"b"}, 3: {"c"}, 4: {"d"}}, placed_by=Counter(range(1, 5))
+    )
+    assert violations(books, answers) == []
+
+
 def test_a_clean_sale_has_no_violations():
     assert violations(clean_books(), clean_answers(), sold_out=True) == []
     # Through the API: no records, only orders.
@@ -38,8 +62,8 @@ def test_a_clean_sale_has_no_violations():
             None,
             "oversold: remaining is -1",
         ),
-        (clean_books(remaining=1), None, "3 records + 1 remaining != stock 3"),
-        (clean_books(remaining=1, records=None), None, "3 orders but 2 sold"),
+        (clean_books(remaining=1), None, "3 records not released + 1 remaining != stock 3"),
+        (clean_books(remaining=1, records=None), None, "3 orders created or paid but 2 sold"),
         (clean_books(remaining=4, stock=3), None, "remaining 4 is above stock 3"),
         (
             clean_books(records=[("a", 1), ("b", 1), ("c", 3)]),
@@ -56,6 +80,33 @@ def test_a_clean_sale_has_no_violations():
             "order c is for user 7, its record 3",
         ),
         (clean_books(outbox=2), None, "2 hand-offs still in the outbox"),
+        # After the sale: units given back by cancelled and expired orders.
+        (
+            clean_books(remaining=1, **given_back(expired="b", released=[])),
+            None,
+            "3 records not released + 1 remaining != stock 3",
+        ),
+        (
+            clean_books(remaining=1, **given_back(expired="b", released=["b", "c"])),
+            None,
+            "1 orders cancelled or expired but 2 released",
+        ),
+        (
+            clean_books(remaining=1, **given_back(expired="b", released=["b", "c"])),
+            None,
+            "order c is both paid and released",
+        ),
+        (
+            clean_books(remaining=0, **given_back(cancelled="a", released=["a"])),
+            None,
+            "2 orders created or paid but 3 sold",
+        ),
+        (clean_books(overdue=2), None, "2 orders unpaid more than 5 s past expires_at"),
+        (
+            clean_books(remaining=1, **given_back(expired="b", released=["b"]), release_outbox=1),
+            None,
+            "1 releases still in order_service's outbox",
+        ),
         (
             clean_books(),
             clean_answers(orders={1: {"a", "x"}, 2: {"b"}, 3: {"c"}}),
@@ -119,3 +170,14 @@ def test_settle_waits_for_the_books_to_balance_and_returns_the_last_violations()
 
     books, found = settle(lambda: clean_books(outbox=1), timeout=0.2)
     assert found == ["1 hand-offs still in the outbox"]
+
+
+def test_overdue_counts_only_unpaid_orders_more_than_the_bound_past_their_deadline():
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    orders = [
+        {"status": "created", "expires_at": "2026-11-30T11:59:50Z"},  # 10 s late
+        {"status": "created", "expires_at": datetime(2026, 11, 30, 11, 59, 56)},  # 4 s: allowed
+        {"status": "paid", "expires_at": "2026-11-30T11:00:00Z"},
+        {"status": "expired", "expires_at": "2026-11-30T11:00:00Z"},
+    ]
+    assert overdue(orders, now) == 1

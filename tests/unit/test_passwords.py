@@ -1,10 +1,14 @@
 """Password hashes: salted scrypt, verified in constant time, never the password itself."""
 
 import asyncio
+import threading
 
 import pytest
 
+from deployment.poll import eventually
 from user_service.passwords import (
+    HashingBusy,
+    HashPool,
     hash_password,
     hash_password_sync,
     verify_password,
@@ -60,3 +64,31 @@ def test_async_versions_run_off_the_loop():
         return await verify_password("async-pass", encoded), await verify_password("no", encoded)
 
     assert asyncio.run(round_trip()) == (True, False)
+
+
+def test_the_pool_refuses_past_its_bound_and_a_hang_up_frees_no_slot_early():
+    """Jobs count until their thread is done: a client hanging up cannot slip past the bound."""
+    release = threading.Event()
+
+    async def scenario() -> None:
+        pool = HashPool(threads=1, queue=1)
+        first = asyncio.create_task(pool.run(release.wait, 10))
+        second = asyncio.create_task(pool.run(release.wait, 10))
+        await asyncio.sleep(0.05)
+        with pytest.raises(HashingBusy) as busy:
+            await pool.run(release.wait, 10)
+        assert busy.value.status == 503 and busy.value.headers == {"Retry-After": "1"}
+        first.cancel()  # the running job's client hangs up: its thread still works
+        await asyncio.sleep(0.05)
+        assert pool.pending == 2
+        with pytest.raises(HashingBusy):
+            await pool.run(release.wait, 10)
+        second.cancel()  # a waiting job is dropped and its slot freed
+        await asyncio.sleep(0.05)
+        assert pool.pending == 1
+        release.set()
+        await eventually(lambda: pool.pending == 0, 5, "every slot back", interval=0.01)
+        assert await pool.run(len, "abc") == 3
+        pool.close()
+
+    asyncio.run(scenario())

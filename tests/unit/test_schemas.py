@@ -19,6 +19,7 @@ RECORD = {
     "user_id": 12345,
     "amount": Decimal("5"),
     "created_at": NOW,
+    "expires_at": NOW + timedelta(seconds=900),
 }
 
 
@@ -47,6 +48,7 @@ def test_an_order_dumps_money_as_a_decimal_string_and_times_as_utc_iso():
             "amount": "5.00",
             "status": "paid",
             "created_at": "2026-11-26T15:00:00Z",
+            "expires_at": "2026-11-26T15:15:00Z",
         }
     )
 
@@ -61,6 +63,9 @@ def test_an_activity_row_is_presented_with_its_status_in_the_documented_formats(
         "remaining": 0,
         "starts_at": datetime(2026, 11, 26, 14, 0),
         "ends_at": datetime(2026, 11, 26, 16, 0),
+        "pay_within_seconds": 600,
+        "challenge": 1,  # MySQL's BOOLEAN is a TINYINT
+        "challenge_difficulty": 50_000,
         "created_at": NOW,  # columns the API does not show are left out
     }
     body = present(row, NOW).model_dump(mode="json")
@@ -73,7 +78,10 @@ def test_an_activity_row_is_presented_with_its_status_in_the_documented_formats(
         "remaining": 0,
         "starts_at": "2026-11-26T14:00:00Z",
         "ends_at": "2026-11-26T16:00:00Z",
+        "pay_within_seconds": 600,
         "status": "sold_out",
+        "challenge": True,
+        "challenge_difficulty": 50_000,
     }
     jsonschema.validate(body, Activity.model_json_schema())
 

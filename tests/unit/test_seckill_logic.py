@@ -35,6 +35,8 @@ def activity(stock: int = 10, remaining: int = 10, start_in: float = -60, end_in
         "remaining": remaining,
         "starts_at": NOW + timedelta(seconds=start_in),
         "ends_at": NOW + timedelta(seconds=end_in),
+        "pay_within_seconds": 900,
+        "released": 0,
     }
 
 
@@ -45,6 +47,7 @@ def record(user_id: int, order_no: str | None = None) -> dict:
         "order_no": order_no or f"2026113012000000{user_id:013x}",
         "amount": Decimal("9.50"),
         "created_at": NOW - timedelta(seconds=5),
+        "expires_at": NOW + timedelta(seconds=895),
     }
 
 
@@ -133,7 +136,7 @@ def test_sold_out_is_never_trusted_past_the_end():
 
 
 def test_memory_answers_newcomers_only_while_the_closed_state_is_trusted():
-    state = ActivityState()
+    state = ActivityState(confirmed_until=time.monotonic() + CLOSED_TRUST_SECONDS)
     state.rejection = SoldOut(ACTIVITY_ID)
     state.closed_until = time.monotonic() + CLOSED_TRUST_SECONDS
     assert isinstance(state.answer(5).error, SoldOut)
@@ -143,7 +146,7 @@ def test_memory_answers_newcomers_only_while_the_closed_state_is_trusted():
 
 
 def test_memory_answers_holders_whether_or_not_the_activity_is_closed():
-    state = ActivityState()
+    state = ActivityState(confirmed_until=time.monotonic() + CLOSED_TRUST_SECONDS)
     order = present_order(record(3))
     state.holders[3] = order
     assert state.answer(3) == Outcome(order=order)  # 200, not a new order
@@ -152,6 +155,37 @@ def test_memory_answers_holders_whether_or_not_the_activity_is_closed():
     state.rejection, state.closed_until = Ended(ACTIVITY_ID), time.monotonic() + 1
     assert state.answer(3) == Outcome(order=order)
     assert isinstance(state.answer(4).error, Ended)
+
+
+def test_memory_answers_nobody_once_a_second_has_passed_since_mysql_confirmed_it():
+    state = ActivityState(confirmed_until=time.monotonic() - 0.001)
+    state.holders[3] = present_order(record(3))
+    state.rejection, state.closed_until = SoldOut(ACTIVITY_ID), time.monotonic() + 1
+    assert state.answer(3) is None and state.answer(4) is None
+
+
+def test_a_batch_that_reads_units_given_back_drops_every_remembered_holder_and_the_closing():
+    state = ActivityState()
+    old = present_order(record(3))
+    generation = state.remember({3: Outcome(order=old)}, 0, 0, time.monotonic())
+    assert generation == 0 and state.answer(3) == Outcome(order=old)
+    state.rejection, state.closed_until = SoldOut(ACTIVITY_ID), time.monotonic() + 1
+
+    expired = present_order(record(4) | {"released_as": "expired"})
+    generation = state.remember({4: Outcome(order=expired)}, 1, 0, time.monotonic())
+
+    assert generation == state.generation == 1  # the batch's own read may still close it
+    assert state.holders == {4: expired} and state.answer(4).order["status"] == "expired"
+    assert state.answer(3) is None and state.answer(5) is None  # MySQL tells them now
+
+
+def test_a_batch_older_than_a_forget_or_a_newer_read_is_not_remembered():
+    state = ActivityState()
+    state.remember({}, 2, 0, time.monotonic())
+    state.forget([3])
+    assert state.remember({3: Outcome(order=present_order(record(3)))}, 2, 0, 0.0) == -1
+    assert state.remember({3: Outcome(order=present_order(record(3)))}, 1, 1, 0.0) == -1
+    assert 3 not in state.holders
 
 
 # grant: the outcomes once the winners' records are stored
@@ -201,7 +235,7 @@ async def test_a_batch_takes_at_most_batch_max_requests_and_leaves_the_rest_queu
 
 
 async def test_a_batch_answers_from_memory_whoever_it_can_without_counting_them():
-    state = ActivityState()
+    state = ActivityState(confirmed_until=time.monotonic() + CLOSED_TRUST_SECONDS)
     state.holders[2] = present_order(record(2))
     requests = [await queued(u) for u in (1, 2, 3, 4)]
     state.queue.extend(requests)

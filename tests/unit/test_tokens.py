@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.auth import (
     ALGORITHM,
+    AUDIENCE,
     ISSUER,
     Principal,
     TokenVerifier,
@@ -26,7 +27,19 @@ from common.config import ConfigError
 from common.errors import Unauthorized
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-CLAIMS = {"sub": "1", "adm": True, "exp": 2**31, "iss": ISSUER}
+NOW = int(time.time())
+CLAIMS = {
+    "sub": "1",
+    "adm": True,
+    "iat": NOW,
+    "exp": NOW + 3000,  # within the cap, and valid however long the suite runs first
+    "iss": ISSUER,
+    "aud": AUDIENCE,
+    "jti": "a1",
+}
+
+
+NO_CHECKS = {"verify_signature": False}
 
 
 def verify(token: str, verifier: TokenVerifier | None = None) -> Principal:
@@ -49,9 +62,15 @@ def test_issue_and_verify():
 
 def test_claims():
     claims = jwt.decode(
-        issue_token(KEY, 7, False, 300), KEY.public_key(), algorithms=[ALGORITHM], issuer=ISSUER
+        issue_token(KEY, 7, False, 300),
+        KEY.public_key(),
+        algorithms=[ALGORITHM],
+        issuer=ISSUER,
+        audience=AUDIENCE,
     )
-    assert claims["sub"] == "7" and claims["adm"] is False
+    assert claims["sub"] == "7" and claims["adm"] is False and claims["aud"] == AUDIENCE
+    assert len(claims["jti"]) >= 16
+    assert claims["jti"] != jwt.decode(issue_token(KEY, 7, False, 300), options=NO_CHECKS)["jti"]
     assert claims["exp"] - claims["iat"] == 300 and abs(claims["iat"] - time.time()) < 5
 
 
@@ -82,19 +101,34 @@ def test_tampered_claims():
         verify(".".join([header, admin_payload, signature]))
 
 
+def without(claims: dict, name: str) -> dict:
+    return {key: value for key, value in claims.items() if key != name}
+
+
 INVALID = {
     "empty": "",
     "word": "abc",
     "dots": "a.b.c",
-    "alg-none": jwt.encode({"sub": "1", "exp": 2**31, "iss": ISSUER}, None, algorithm="none"),
-    "hmac": jwt.encode({"sub": "1", "exp": 2**31, "iss": ISSUER}, "k" * 32, algorithm="HS256"),
+    "alg-none": jwt.encode(CLAIMS, None, algorithm="none"),
+    "hmac": jwt.encode(CLAIMS, "k" * 32, algorithm="HS256"),
     "eddsa": jwt.encode(CLAIMS, Ed25519PrivateKey.generate(), algorithm="EdDSA"),
     "rs512": jwt.encode(CLAIMS, KEY, algorithm="RS512"),
     "ps256": jwt.encode(CLAIMS, KEY, algorithm="PS256"),
-    "issuer": jwt.encode({"sub": "1", "exp": 2**31, "iss": "elsewhere"}, KEY, algorithm=ALGORITHM),
-    "no-exp": jwt.encode({"sub": "1", "iss": ISSUER}, KEY, algorithm=ALGORITHM),
-    "no-sub": jwt.encode({"exp": 2**31, "iss": ISSUER}, KEY, algorithm=ALGORITHM),
-    "bad-sub": jwt.encode({"sub": "alice", "exp": 2**31, "iss": ISSUER}, KEY, algorithm=ALGORITHM),
+    "issuer": jwt.encode(CLAIMS | {"iss": "elsewhere"}, KEY, algorithm=ALGORITHM),
+    "no-exp": jwt.encode(without(CLAIMS, "exp"), KEY, algorithm=ALGORITHM),
+    "no-sub": jwt.encode(without(CLAIMS, "sub"), KEY, algorithm=ALGORITHM),
+    "bad-sub": jwt.encode(CLAIMS | {"sub": "alice"}, KEY, algorithm=ALGORITHM),
+    # The findings of issue 15: no audience checked, a token for ten years accepted.
+    "no-aud": jwt.encode(without(CLAIMS, "aud"), KEY, algorithm=ALGORITHM),
+    "other-aud": jwt.encode(CLAIMS | {"aud": "another-api"}, KEY, algorithm=ALGORITHM),
+    "aud-list-without-us": jwt.encode(CLAIMS | {"aud": ["a", "b"]}, KEY, algorithm=ALGORITHM),
+    "ten-years": jwt.encode(CLAIMS | {"exp": NOW + 10 * 365 * 86400}, KEY, algorithm=ALGORITHM),
+    "past-the-cap": jwt.encode(CLAIMS | {"exp": NOW + 3601}, KEY, algorithm=ALGORITHM),
+    "no-iat": jwt.encode(without(CLAIMS, "iat"), KEY, algorithm=ALGORITHM),
+    "iat-ahead": jwt.encode(
+        CLAIMS | {"iat": NOW + 3000, "exp": NOW + 3600}, KEY, algorithm=ALGORITHM
+    ),
+    "no-jti": jwt.encode(without(CLAIMS, "jti"), KEY, algorithm=ALGORITHM),
 }
 
 
@@ -201,7 +235,7 @@ def refused_by_pyjwt() -> dict[str, str]:
         **{name: token for name, token in INVALID.items() if name != "bad-sub"},
         "expired": jwt.encode(CLAIMS | {"exp": now - 1}, KEY, algorithm=ALGORITHM),
         "not-yet": jwt.encode(CLAIMS | {"nbf": now + 60}, KEY, algorithm=ALGORITHM),
-        "no-iss": jwt.encode({"sub": "1", "exp": 2**31}, KEY, algorithm=ALGORITHM),
+        "no-iss": jwt.encode(without(CLAIMS, "iss"), KEY, algorithm=ALGORITHM),
         "sub-number": jwt.encode(CLAIMS | {"sub": 1}, KEY, algorithm=ALGORITHM),
         "exp-text": jwt.encode(CLAIMS | {"exp": "soon"}, KEY, algorithm=ALGORITHM),
         "forged": jwt.encode(CLAIMS, FORGER, algorithm=ALGORITHM),
@@ -218,15 +252,23 @@ def pyjwt_decode(token: str) -> dict:
         KEY.public_key(),
         algorithms=[ALGORITHM],
         issuer=ISSUER,
-        options={"require": ["exp", "sub", "iss"], "verify_iat": False},
+        audience=AUDIENCE,
+        options={"require": ["exp", "sub", "iss", "aud", "iat", "jti"]},
     )
+
+
+def pyjwt_lifetime_holds(token: str, cap: int = 3600) -> None:
+    """PyJWT has no lifetime cap: the one check added to its refusals, done the same way."""
+    claims = pyjwt_decode(token)
+    if claims["exp"] - claims["iat"] > cap:
+        raise jwt.InvalidTokenError("lifetime over the cap")
 
 
 @pytest.mark.parametrize("name", REFUSED)
 def test_refuses_what_pyjwt_refuses(name):
     token = refused_by_pyjwt()[name]
     with pytest.raises(jwt.PyJWTError):
-        pyjwt_decode(token)
+        pyjwt_lifetime_holds(token)
     with pytest.raises(Unauthorized):
         verify(token)
 
@@ -235,3 +277,22 @@ def test_accepts_what_pyjwt_accepts():
     token = issue_token(KEY, 8, True, 60)
     claims = pyjwt_decode(token)
     assert verify(token) == Principal(int(claims["sub"]), claims["adm"])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"aud": [AUDIENCE, "another-api"]}, {"exp": NOW + 3600}, {"iat": NOW + 10}],
+    ids=["aud-list-naming-us", "exactly-the-cap", "iat-within-the-skew"],
+)
+def test_accepts_what_pyjwt_accepts_within_the_cap(changes):
+    token = jwt.encode(CLAIMS | changes, KEY, algorithm=ALGORITHM)
+    if "iat" not in changes:  # PyJWT allows no skew at all for iat
+        pyjwt_lifetime_holds(token)
+    assert verify(token) == Principal(1, True)
+
+
+def test_the_lifetime_cap_is_the_verifiers_own():
+    token = issue_token(KEY, 9, False, 600)
+    assert verify(token, TokenVerifier(KEY.public_key(), max_ttl=600)) == Principal(9, False)
+    with pytest.raises(Unauthorized):
+        verify(token, TokenVerifier(KEY.public_key(), max_ttl=599))

@@ -1,0 +1,162 @@
+"""The anti-bot challenge: ALTCHA proof of work, bound to a user and an activity, single use.
+
+A challenge is ALTCHA's (v1) JSON: the salt carries `expires`, `a` (activity) and `u`
+(user), and the HMAC signature covers it, so nothing is stored when one is issued.
+Verifying is a hash and an HMAC, then one claim on the solution's challenge hash:
+`SET NX` in Redis (every worker and instance), or a per-process set without Redis
+(and while Redis is away). The design and the order of checks: docs/seckill.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import altcha
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.errors import Forbidden
+from common.formats import utcnow
+
+logger = logging.getLogger("seckill.challenge")
+
+ALGORITHM = "SHA-256"
+# Claims kept in memory at most (each lives until its challenge expires).
+MAX_CLAIMS_IN_MEMORY = 200_000
+REDIS_RETRY_SECONDS = 1.0
+# How long a worker trusts an activity's challenge rule before the start (a PATCH on another
+# worker may change it), and after it (it is fixed then).
+RULE_TRUST_SECONDS = 1.0
+STARTED_TRUST_SECONDS = 3600.0
+MAX_RULES_IN_MEMORY = 256
+
+
+class ChallengeFailed(Forbidden):
+    code = "challenge_failed"
+
+
+def hmac_key(service_token: str) -> str:
+    """Derived from the service credential, which every instance shares already."""
+    return hashlib.sha256(b"seckill altcha\0" + service_token.encode()).hexdigest()
+
+
+class Challenges:
+    """One per worker: issues challenges and checks solutions to them."""
+
+    def __init__(self, key: str, ttl_seconds: int, redis: Redis | None, prefix: str = "seckill"):
+        self.key = key
+        self.ttl = ttl_seconds
+        self.redis = redis
+        self.prefix = f"{prefix}:altcha:"
+        self._claims: OrderedDict[str, float] = OrderedDict()  # challenge -> expires (wall)
+        self._redis_away = False
+        self._retry_redis_at = 0.0
+
+    def issue(self, activity_id: int, user_id: int, difficulty: int) -> dict:
+        """A challenge as ALTCHA's widget and solvers take it."""
+        challenge = altcha.create_challenge_v1(
+            algorithm=ALGORITHM,
+            max_number=difficulty,
+            hmac_key=self.key,
+            expires=datetime.now(UTC) + timedelta(seconds=self.ttl),
+            params={"a": str(activity_id), "u": str(user_id)},
+        )
+        return challenge.to_dict()
+
+    def verify(self, payload: str | None, activity_id: int, user_id: int) -> tuple[str, float]:
+        """Check a solution (base64 ALTCHA payload) without claiming it: its challenge and
+        when that expires. ChallengeFailed if missing, forged, wrong, expired or not bound
+        to this user and activity."""
+        if not payload:
+            raise ChallengeFailed("this activity asks for a solved challenge (X-Altcha header)")
+        try:
+            solution = altcha.PayloadV1.from_base64(payload)
+            _, expires, params = solution.parse_salt()
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
+        if params.get("a") != [str(activity_id)] or params.get("u") != [str(user_id)]:
+            raise ChallengeFailed("the challenge was issued for another user or activity")
+        ok, error = altcha.verify_solution_v1(solution, self.key, check_expires=True)
+        if not ok or expires is None:
+            raise ChallengeFailed(
+                "the challenge has expired"
+                if error and "expired" in error
+                else "the challenge solution is wrong"
+            )
+        return solution.challenge, expires
+
+    async def claim(self, challenge: str, expires: float) -> None:
+        """Use the solution up; ChallengeFailed if it was used before."""
+        ttl = max(1, int(expires - time.time()) + 1)
+        if self.redis is not None and time.monotonic() >= self._retry_redis_at:
+            try:
+                first = await self.redis.set(self.prefix + challenge, b"1", nx=True, ex=ttl)
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+            else:
+                if self._redis_away:
+                    self._redis_away = False
+                    logger.warning("Redis answers again: challenge solutions are claimed there")
+                if not first:
+                    raise ChallengeFailed("this challenge solution has been used")
+                return
+        self._claim_in_memory(challenge, expires)
+
+    def _claim_in_memory(self, challenge: str, expires: float) -> None:
+        now = time.time()
+        while self._claims and (
+            len(self._claims) >= MAX_CLAIMS_IN_MEMORY or next(iter(self._claims.values())) < now
+        ):
+            self._claims.popitem(last=False)
+        if challenge in self._claims:
+            raise ChallengeFailed("this challenge solution has been used")
+        self._claims[challenge] = expires
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if not self._redis_away:
+            self._redis_away = True
+            logger.warning("Redis does not answer (%s): solutions are claimed per process", exc)
+        self._retry_redis_at = time.monotonic() + REDIS_RETRY_SECONDS
+
+
+class ChallengeRules:
+    """Per worker: what each activity asks (its difficulty, 0 for no challenge), read from
+    MySQL once and kept: for good once the sale has started (it cannot change then), and
+    before that for at most RULE_TRUST_SECONDS and never past the start."""
+
+    def __init__(self, load: Callable[[int], Awaitable[dict | None]]):
+        self.load = load
+        self._rules: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self._loading: dict[int, asyncio.Future] = {}
+
+    def forget(self, activity_id: int) -> None:
+        self._rules.pop(activity_id, None)
+
+    async def difficulty(self, activity_id: int) -> int:
+        rule = self._rules.get(activity_id)
+        if rule is not None and rule[1] > time.monotonic():
+            return rule[0]
+        # One read per activity however many requests ask at once (the start of a sale).
+        loading = self._loading.get(activity_id)
+        if loading is None:
+            loading = self._loading[activity_id] = asyncio.ensure_future(self._read(activity_id))
+            loading.add_done_callback(lambda _: self._loading.pop(activity_id, None))
+        return await asyncio.shield(loading)
+
+    async def _read(self, activity_id: int) -> int:
+        row = await self.load(activity_id)
+        if row is None:
+            return 0  # the seckill answers not_found
+        difficulty = row["challenge_difficulty"] if row["challenge"] else 0
+        until_start = (row["starts_at"] - utcnow()).total_seconds()
+        trust = min(RULE_TRUST_SECONDS, until_start) if until_start > 0 else STARTED_TRUST_SECONDS
+        self._rules[activity_id] = (difficulty, time.monotonic() + trust)
+        while len(self._rules) > MAX_RULES_IN_MEMORY:
+            self._rules.popitem(last=False)
+        return difficulty

@@ -1,0 +1,165 @@
+"""Rate limits in-process: 429 problem+json with Retry-After past each allowance, passing
+again once it has passed; login throttling per username; the client's address behind a
+trusted proxy. Memory mode here (one process); Redis and several instances further down.
+
+The apps trust 127.0.0.1 as one proxy (PROXIES_COUNT=1), so each test speaks for clients
+of its own through X-Forwarded-For and the tests share no allowance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+
+import aiohttp
+import pytest_asyncio
+
+from tests.app.apps import InProcessStack
+from tests.factories import PASSWORD, Account, Api
+
+WINDOW = 2  # seconds: every limit here is small, so a test waits it out
+LIMITS = {
+    "RATE_LIMITS": "on",
+    "PROXIES_COUNT": "1",
+    "LIMIT_SIGNUPS_PER_IP": f"3/{WINDOW} seconds",
+    "LIMIT_LOGINS_PER_IP": f"3/{WINDOW} seconds",
+    "LIMIT_LOGIN_FAILURES_PER_USERNAME": f"2/{WINDOW} seconds",
+    "LIMIT_SECKILL_PER_USER": f"3/{WINDOW} seconds",
+    "LIMIT_SECKILL_PER_IP": f"5/{WINDOW} seconds",
+}
+_addresses = itertools.count(1)
+
+
+def new_client() -> dict[str, str]:
+    """The headers of a client at an address no other test uses, via the trusted proxy."""
+    n = next(_addresses)
+    return {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250 + 1}"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(databases):
+    stack = InProcessStack(databases, **LIMITS)
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        await stack.stop()
+
+
+async def register(api: Api, client: dict, username: str | None = None):
+    username = username or "rl_" + secrets.token_hex(4)
+    body = {"username": username, "password": PASSWORD}
+    return await api.call("POST", "user_service", "/users", json=body, headers=client)
+
+
+async def login(api: Api, client: dict, username: str, password: str = PASSWORD):
+    body = {"username": username, "password": password}
+    return await api.call("POST", "user_service", "/tokens", json=body, headers=client)
+
+
+async def new_account(api: Api) -> Account:
+    """A user registered and logged in from addresses of its own."""
+    reply = await register(api, new_client())
+    assert reply.status == 201, reply
+    token = (await login(api, new_client(), reply.body["username"])).body["access_token"]
+    return Account(reply.body["id"], reply.body["username"], token)
+
+
+async def seckill(api: Api, client: dict, activity_id: int, token: str):
+    path = f"/activities/{activity_id}/seckill"
+    return await api.call("POST", "activity_service", path, token=token, headers=client)
+
+
+def assert_limited(reply) -> None:
+    assert reply.status == 429, reply
+    assert reply.code == "rate_limited"
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    assert 1 <= int(reply.headers["Retry-After"]) <= WINDOW
+
+
+async def test_signups_per_address_are_limited_and_pass_again_after_retry_after(api):
+    client = new_client()
+    for _ in range(3):
+        assert (await register(api, client)).status == 201
+    refused = await register(api, client)
+    assert_limited(refused)
+    assert (await register(api, new_client())).status == 201  # another address is not
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await register(api, client)).status == 201
+
+
+async def test_logins_per_address_are_limited_and_pass_again_after_retry_after(api):
+    account = await new_account(api)
+    client = new_client()
+    for _ in range(3):
+        assert (await login(api, client, account.username)).status == 200
+    refused = await login(api, client, account.username)
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await login(api, client, account.username)).status == 200
+
+
+async def test_failed_logins_throttle_the_username_even_for_the_right_password(api):
+    account = await new_account(api)
+    for _ in range(2):
+        reply = await login(api, new_client(), account.username, "wrong-password-1")
+        assert reply.status == 401
+    refused = await login(api, new_client(), account.username)  # right password, new address
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await login(api, new_client(), account.username)).status == 200
+
+
+async def test_an_unknown_username_is_throttled_the_same_way(api):
+    username = "nobody_" + secrets.token_hex(4)
+    for _ in range(2):
+        assert (await login(api, new_client(), username, "wrong-password-1")).status == 401
+    assert_limited(await login(api, new_client(), username, "wrong-password-1"))
+
+
+async def test_seckill_tries_per_user_are_limited_and_pass_again(api):
+    """Counted per user across activities, from any address."""
+    account = await new_account(api)
+    sales = [await api.create_activity(stock=5) for _ in range(4)]
+    for sale in sales[:3]:
+        assert (await seckill(api, new_client(), sale["id"], account.token)).status == 201
+    refused = await seckill(api, new_client(), sales[3]["id"], account.token)
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await seckill(api, new_client(), sales[3]["id"], account.token)).status == 201
+
+
+async def test_seckill_tries_per_address_are_limited_and_pass_again(api):
+    accounts = [await new_account(api) for _ in range(7)]
+    activity = await api.create_activity(stock=100)
+    client = new_client()
+    statuses = [(await seckill(api, client, activity["id"], a.token)).status for a in accounts]
+    assert statuses == [201] * 5 + [429] * 2
+    refused = await seckill(api, client, activity["id"], accounts[-1].token)
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await seckill(api, client, activity["id"], accounts[-1].token)).status == 201
+
+
+async def test_an_order_already_held_is_answered_past_the_limit(api):
+    """Memory's answer (your order) comes before the limits: it costs and writes nothing."""
+    account = await new_account(api)
+    activity = await api.create_activity(stock=5)
+    client = new_client()
+    assert (await seckill(api, client, activity["id"], account.token)).status == 201
+    for _ in range(6):
+        assert (await seckill(api, client, activity["id"], account.token)).status == 200
+
+
+async def test_rate_limits_off_turns_every_limit_off(databases):
+    stack = InProcessStack(databases, **LIMITS | {"RATE_LIMITS": "off"})
+    await stack.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(stack, session)
+            client = new_client()
+            for _ in range(5):
+                assert (await register(api, client)).status == 201
+    finally:
+        await stack.stop()

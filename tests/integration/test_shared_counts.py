@@ -1,0 +1,56 @@
+"""Rate limits shared through the machine's Redis by several processes' limiters (each a
+Limiter with its own memory, as each worker has): exact with local share 0, and within
+the documented tolerance (limit + (P - 1) x slack) with the default share."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from common.ratelimit import Limit, Limiter, RateLimited, parse_limit
+from common.redis import new_redis
+from tests.redis_server import SHARED_REDIS
+
+
+async def admitted(limiters: list[Limiter], limit: Limit, tries: int) -> int:
+    async def one(n: int) -> bool:
+        try:
+            await limiters[n % len(limiters)].hit(limit, "198.51.100.7")
+        except RateLimited:
+            return False
+        return True
+
+    return sum(await asyncio.gather(*(one(n) for n in range(tries))))
+
+
+@pytest.mark.parametrize(("share", "most"), [(0.0, 60), (0.1, 60 + 3 * 6)])
+async def test_four_processes_share_one_allowance(share, most):
+    redis = new_redis(SHARED_REDIS)
+    prefix = "sktest_" + secrets.token_hex(4)
+    limiters = [Limiter(redis, prefix=prefix, local_share=share) for _ in range(4)]
+    limit = Limit("seckill_per_ip", parse_limit("60/hour"))
+    try:
+        passed = await admitted(limiters, limit, 400)
+        assert 60 <= passed <= most, passed
+    finally:
+        for limiter in limiters:
+            await limiter.close()
+        await redis.aclose()
+
+
+async def test_counts_left_in_one_process_reach_the_others():
+    """What one process let through locally is flushed to Redis, so another process that
+    has let nothing through sees the allowance used once its own slack (2 of 20) is spent."""
+    redis = new_redis(SHARED_REDIS)
+    prefix = "sktest_" + secrets.token_hex(4)
+    first, second = (Limiter(redis, prefix=prefix) for _ in range(2))
+    limit = Limit("seckill_per_user", parse_limit("20/hour"))
+    try:
+        assert await admitted([first], limit, 20) == 20
+        await first.close()  # flushes what it holds, as the flusher does every 20 ms
+        assert await admitted([second], limit, 5) == 2
+    finally:
+        await second.close()
+        await redis.aclose()
