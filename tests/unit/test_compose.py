@@ -176,6 +176,11 @@ def test_activity_proxy_keeps_port_8002_in_front_of_every_activity_replica(compo
     variable, host = re.search(r"set \$(\w+) (\w+);", conf).groups()
     port = int(re.search(rf"proxy_pass http://\${variable}:(\d+);", conf).group(1))
     assert (host, port) == ("activity_service", SERVICE_PORTS["activity_service"])
+    # The per-address limits see the client, not the proxy: the proxy appends the client's
+    # address and activity_service trusts one proxy; past it, only the host reaches a replica.
+    assert re.search(r"proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;", conf)
+    assert environment(services["activity_service"])["PROXIES_COUNT"] == "1"
+    assert all(entry.startswith("127.0.0.1:") for entry in services["activity_service"]["ports"])
     # Browsers, curl and the load test reach activity_service through the proxy.
     assert environment(services["locust"])["LOCUST_HOST"] == f"http://activity_proxy:{listen}"
 
