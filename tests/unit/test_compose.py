@@ -20,6 +20,8 @@ APP_SERVICES = tuple(SERVICE_PORTS)
 # Addresses a service binds or advertises for itself, not a peer it reaches.
 OWN_ADDRESS = {"SERVICE_HOST", "SERVICE_ADVERTISE_HOST"}
 SECRET = re.compile(r"PASSWORD|TOKEN$|PRIVATE_KEY$")
+# Services that may run as several replicas (`docker compose up --scale NAME=3`).
+SCALED = ("activity_service", "order_service")
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +146,43 @@ def test_app_services_have_a_healthcheck_and_wait_for_mysql_and_consul(compose):
             assert service["depends_on"][peer]["condition"] == "service_healthy"
 
 
-def test_scaled_services_have_no_fixed_name_or_single_host_port(compose):
+@pytest.mark.parametrize("name", SCALED)
+def test_scaled_services_have_no_fixed_name_or_single_host_port(compose, name):
+    service = compose["services"][name]
+    assert "container_name" not in service
+    ports = [host_ports(entry) for entry in service["ports"]]
+    assert ports and all(len(each) >= 3 for each in ports), f"{name} must scale to 3"
+
+
+def test_no_service_has_a_fixed_container_name(compose):
     for name, service in compose["services"].items():
         assert "container_name" not in service, name
-    order_ports = [host_ports(entry) for entry in compose["services"]["order_service"]["ports"]]
-    assert all(len(ports) >= 3 for ports in order_ports), "order_service must scale to 3"
+
+
+def test_activity_proxy_keeps_port_8002_in_front_of_every_activity_replica(compose):
+    services = compose["services"]
+    proxy = services["activity_proxy"]
+    assert {port for entry in proxy["ports"] for port in host_ports(entry)} == {8002}
+    assert proxy["depends_on"]["activity_service"]["condition"] == "service_healthy"
+    (mount,) = proxy["volumes"]
+    source, target, mode = mount.split(":")
+    assert (target, mode) == ("/etc/nginx/conf.d/default.conf", "ro")
+    conf = (ROOT / source).read_text()
+    listen = int(re.search(r"^\s*listen (\d+);", conf, re.M).group(1))
+    assert {f"{listen}:{listen}"} == set(proxy["ports"])
+    # The name sits in a variable, so Docker's DNS is asked again and new replicas are found;
+    # a literal name would be resolved once, at start-up, to the replicas of that moment.
+    assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", conf, re.M)
+    variable, host = re.search(r"set \$(\w+) (\w+);", conf).groups()
+    port = int(re.search(rf"proxy_pass http://\${variable}:(\d+);", conf).group(1))
+    assert (host, port) == ("activity_service", SERVICE_PORTS["activity_service"])
+    # The per-address limits see the client, not the proxy: the proxy appends the client's
+    # address and activity_service trusts one proxy; past it, only the host reaches a replica.
+    assert re.search(r"proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;", conf)
+    assert environment(services["activity_service"])["PROXIES_COUNT"] == "1"
+    assert all(entry.startswith("127.0.0.1:") for entry in services["activity_service"]["ports"])
+    # Browsers, curl and the load test reach activity_service through the proxy.
+    assert environment(services["locust"])["LOCUST_HOST"] == f"http://activity_proxy:{listen}"
 
 
 def test_mysql_keeps_its_data_in_a_named_volume(compose):
