@@ -94,7 +94,28 @@ def scratch_env(prefix: str, key_file: Path, service_token: str) -> dict[str, st
     return env
 
 
-class Stack:
+class LoopbackUrls:
+    """The services' base URLs on loopback, from the ports in self.ports."""
+
+    ports: dict[str, int]
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def user_url(self) -> str:
+        return self.url("user_service")
+
+    @property
+    def activity_url(self) -> str:
+        return self.url("activity_service")
+
+    @property
+    def order_url(self) -> str:
+        return self.url("order_service")
+
+
+class Stack(LoopbackUrls):
     def __init__(self, tmp: Path, **overrides: str):
         self.tmp = tmp
         self.prefix = "sktest_" + secrets.token_hex(4)
@@ -112,21 +133,6 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         # instance name -> the service it runs; the three first instances are named as the service
         self.services: dict[str, str] = {name: name for name in SERVICES}
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    @property
-    def user_url(self) -> str:
-        return self.url("user_service")
-
-    @property
-    def activity_url(self) -> str:
-        return self.url("activity_service")
-
-    @property
-    def order_url(self) -> str:
-        return self.url("order_service")
 
     def migrate(self) -> None:
         for name in SERVICES:

@@ -27,7 +27,7 @@ from sanic.http.constants import HTTP
 
 from common.auth import new_private_key_pem
 from common.deadlines import RequestDeadlineProtocol
-from deployment.stack import SERVICES, SETTINGS, mysql_connect, scratch_env
+from deployment.stack import SERVICES, SETTINGS, LoopbackUrls, mysql_connect, scratch_env
 
 # What the apps are started in, so the peers they call are up first.
 START_ORDER = ("user_service", "order_service", "activity_service")
@@ -80,7 +80,7 @@ def bound_socket() -> socket.socket:
     return sock
 
 
-class InProcessStack:
+class InProcessStack(LoopbackUrls):
     """Fresh apps of the three services, served from this event loop on loopback ports."""
 
     def __init__(self, databases: Databases, **overrides: str):
@@ -98,21 +98,6 @@ class InProcessStack:
         }
         self.apps: dict[str, Sanic] = {}
         self.servers = {}
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    @property
-    def user_url(self) -> str:
-        return self.url("user_service")
-
-    @property
-    def activity_url(self) -> str:
-        return self.url("activity_service")
-
-    @property
-    def order_url(self) -> str:
-        return self.url("order_service")
 
     def query(self, service: str, sql: str, args: tuple = ()) -> list[dict]:
         return self.databases.query(service, sql, args)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import peewee
 import pytest
 
+from activity_service import models as activity_models
 from common.migrations import migrate
 from deployment.services import SETTINGS
 from deployment.stack import mysql_connect
@@ -29,12 +30,24 @@ def model(database: peewee.Database, with_note: bool) -> type[peewee.Model]:
 
 
 @pytest.fixture
-def settings():
-    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-    settings = SETTINGS["order_service"].from_env(env | {"SERVICE_TOKEN": "unused"})
-    yield settings
+def scratch():
+    """scratch(service): that service's settings under a fresh prefix; dropped afterwards."""
+    made = []
+
+    def settings_of(service: str):
+        env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
+        made.append(SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"}))
+        return made[-1]
+
+    yield settings_of
     with mysql_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+        for settings in made:
+            cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+
+
+@pytest.fixture
+def settings(scratch):
+    return scratch("order_service")
 
 
 def columns(settings) -> set[str]:
@@ -101,30 +114,51 @@ OLD_ROWS = {
 
 
 @pytest.mark.parametrize("service", ["order_service", "activity_service"])
-def test_migration_1_keeps_every_order_and_gives_it_the_default_deadline(service):
+def test_migration_1_keeps_every_order_and_gives_it_the_default_deadline(scratch, service):
     models = importlib.import_module(f"{service}.models")
-    env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-    settings = SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"})
-    try:
-        models.run_migrations(settings)
-        with mysql_connect(settings.database) as conn, conn.cursor() as cur:
-            for sql in OLD_SCHEMA[service] + ["DELETE FROM schema_version"] + OLD_ROWS[service]:
-                cur.execute(sql)
-        every = [version for version, _ in models.MIGRATIONS]
-        assert models.run_migrations(settings) == max(every)
-        table = "orders" if service == "order_service" else "seckill_records"
-        with mysql_connect(settings.database) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT order_no, created_at, expires_at FROM {table} ORDER BY order_no")
-            rows = cur.fetchall()
-            cur.execute("SELECT version FROM schema_version")
-            assert sorted(row["version"] for row in cur.fetchall()) == every
-            if service == "activity_service":
-                cur.execute("SELECT pay_within_seconds, released, remaining FROM activities")
-                kept = {"pay_within_seconds": 900, "released": 0, "remaining": 3}
-                assert cur.fetchall() == [kept]
-        assert [row["order_no"] for row in rows] == ["abc1", "abc2"]
-        assert rows[0]["expires_at"] == datetime(2026, 11, 26, 15, 15, 0, 250000)
-        assert all(r["expires_at"] - r["created_at"] == timedelta(seconds=900) for r in rows)
-    finally:
-        with mysql_connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+    settings = scratch(service)
+    models.run_migrations(settings)
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        for sql in OLD_SCHEMA[service] + ["DELETE FROM schema_version"] + OLD_ROWS[service]:
+            cur.execute(sql)
+    every = [version for version, _ in models.MIGRATIONS]
+    assert models.run_migrations(settings) == max(every)
+    table = "orders" if service == "order_service" else "seckill_records"
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT order_no, created_at, expires_at FROM {table} ORDER BY order_no")
+        rows = cur.fetchall()
+        cur.execute("SELECT version FROM schema_version")
+        assert sorted(row["version"] for row in cur.fetchall()) == every
+        if service == "activity_service":
+            cur.execute("SELECT pay_within_seconds, released, remaining FROM activities")
+            kept = {"pay_within_seconds": 900, "released": 0, "remaining": 3}
+            assert cur.fetchall() == [kept]
+    assert [row["order_no"] for row in rows] == ["abc1", "abc2"]
+    assert rows[0]["expires_at"] == datetime(2026, 11, 26, 15, 15, 0, 250000)
+    assert all(r["expires_at"] - r["created_at"] == timedelta(seconds=900) for r in rows)
+
+
+# activity_service's migration 2: an activities table from before the challenge gets its two
+# columns, off and at the default difficulty for the activities it already holds.
+
+
+def test_an_activity_table_from_before_the_challenge_gets_it_off(scratch):
+    settings = scratch("activity_service")
+    activity_models.run_migrations(settings)
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        # As the table was before migration 2, with an activity in it.
+        cur.execute(
+            "ALTER TABLE activities DROP COLUMN challenge, DROP COLUMN challenge_difficulty"
+        )
+        cur.execute("DELETE FROM schema_version WHERE version = 2")
+        cur.execute(
+            "INSERT INTO activities (name, product_name, price, stock, remaining, starts_at, "
+            "ends_at, created_at, updated_at) VALUES ('old', 'thing', 1, 5, 5, NOW(), NOW(), "
+            "NOW(), NOW())"
+        )
+    activity_models.run_migrations(settings)
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, challenge, challenge_difficulty FROM activities")
+        assert cur.fetchall() == [{"name": "old", "challenge": 0, "challenge_difficulty": 50_000}]
+        cur.execute("SELECT version FROM schema_version WHERE version = 2")
+        assert cur.fetchall() == [{"version": 2}]
