@@ -5,18 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.expect import ACTIVITY_KEYS, assert_field_error, assert_problem
+from tests.e2e.expect import ACTIVITY_KEYS, ORDER_KEYS, assert_field_error, assert_problem
 from tests.factories import iso, window
-
-ORDER_KEYS = {
-    "order_no",
-    "activity_id",
-    "user_id",
-    "amount",
-    "status",
-    "created_at",
-    "expires_at",
-}
 
 
 def new_activity(**fields) -> dict:

@@ -5,17 +5,8 @@ import secrets
 
 import pytest
 
-from tests.e2e.expect import assert_field_error, assert_problem
+from tests.e2e.expect import ORDER_KEYS, assert_field_error, assert_problem
 
-ORDER_KEYS = {
-    "order_no",
-    "activity_id",
-    "user_id",
-    "amount",
-    "status",
-    "created_at",
-    "expires_at",
-}
 # Orders made directly through the internal endpoint belong to no real activity.
 DETACHED_ACTIVITY = 2**62
 

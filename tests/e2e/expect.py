@@ -64,6 +64,15 @@ def row_counts(stack: Stack) -> dict[str, int]:
     return counts
 
 
+ORDER_KEYS = {
+    "order_no",
+    "activity_id",
+    "user_id",
+    "amount",
+    "status",
+    "created_at",
+    "expires_at",
+}
 ACTIVITY_KEYS = {
     "id",
     "name",
