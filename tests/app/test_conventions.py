@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.e2e.expect import assert_problem
+from tests.e2e.expect import assert_problem, call_with_orders_table_away
 
 SERVICES = ("user_service", "activity_service", "order_service")
 # One POST endpoint per service that reads a JSON body.
@@ -159,13 +159,7 @@ async def test_request_id_reaches_logs_and_answers_of_401_403_422(api):
 async def test_internal_error_is_500_without_a_stack_trace(api, stack):
     """A broken database (its table renamed away) must not leak a trace to the client."""
     user = await api.new_user()
-    stack.query("order_service", "RENAME TABLE orders TO orders_away")
-    try:
-        reply = await api.call(
-            "GET", "order_service", "/orders", token=user.token, headers={"X-Request-ID": "boom-1"}
-        )
-    finally:
-        stack.query("order_service", "RENAME TABLE orders_away TO orders")
+    reply = await call_with_orders_table_away(api, stack, user.token)
     body = assert_problem(reply, 500, "internal_error")
     assert reply.headers["X-Request-ID"] == "boom-1"
     assert "orders_away" not in str(body) and "pymysql" not in str(body).lower()

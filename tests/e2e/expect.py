@@ -87,3 +87,14 @@ ACTIVITY_KEYS = {
     "challenge",
     "challenge_difficulty",
 }
+
+
+async def call_with_orders_table_away(api, stack, token: str):
+    """GET /orders while order_service's table is renamed away: an unexpected error, 500."""
+    stack.query("order_service", "RENAME TABLE orders TO orders_away")
+    try:
+        return await api.call(
+            "GET", "order_service", "/orders", token=token, headers={"X-Request-ID": "boom-1"}
+        )
+    finally:
+        stack.query("order_service", "RENAME TABLE orders_away TO orders")

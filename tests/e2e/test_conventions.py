@@ -7,7 +7,7 @@ process serves it; and logging is configured by the runner, not by create_app.
 
 import pytest
 
-from tests.e2e.expect import ACTIVITY_KEYS, assert_problem
+from tests.e2e.expect import ACTIVITY_KEYS, assert_problem, call_with_orders_table_away
 
 SERVICES = ("user_service", "activity_service", "order_service")
 CONTRACT_PATHS = {
@@ -48,13 +48,7 @@ async def test_openapi_document_lists_the_contract(api, service):
 async def test_internal_error_is_logged_with_its_request_id(api, stack):
     """The answer is checked in-process (tests/app); here, the service's own log line."""
     user = await api.new_user()
-    stack.query("order_service", "RENAME TABLE orders TO orders_away")
-    try:
-        reply = await api.call(
-            "GET", "order_service", "/orders", token=user.token, headers={"X-Request-ID": "boom-1"}
-        )
-    finally:
-        stack.query("order_service", "RENAME TABLE orders_away TO orders")
+    reply = await call_with_orders_table_away(api, stack, user.token)
     assert_problem(reply, 500, "internal_error")
     assert "boom-1" in (stack.tmp / "order_service.log").read_text(errors="replace")
 
