@@ -1,10 +1,12 @@
-"""Rate limits on the `limits` library: shared through Redis, or per process in memory.
+"""Rate limits: fixed windows shared through Redis, or per process in memory.
 
-Fixed windows. With Redis every worker and instance counts in the same key, each
-process sending its counts in batches (common/shared_counts.py); without it (or while
-Redis is away) each process counts alone (common/local_counts.py). A key that has been refused
-is answered from memory until its window resets, so a client hammering past its
-allowance costs no Redis round trip. The design and the tolerance: docs/seckill.md.
+With Redis every worker and instance counts in the same key, each process sending its
+counts in batches (common/shared_counts.py); without it (or while Redis is away) each
+process counts alone (common/local_counts.py). A key that has been refused is answered
+from memory until its window resets, so a client hammering past its allowance costs no
+Redis round trip. The `limits` library parses the limits and keeps the
+login throttling's exact counts in Redis (check and count, off the hot path).
+The design and the tolerance: docs/seckill.md.
 """
 
 from __future__ import annotations
