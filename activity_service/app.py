@@ -41,6 +41,10 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     app.ctx.limits = SimpleNamespace(
         per_user=Limit("seckill_per_user", parse_limit(settings.limit_seckill_per_user)),
         per_ip=Limit("seckill_per_ip", parse_limit(settings.limit_seckill_per_ip)),
+        challenges_per_user=Limit(
+            "challenges_per_user", parse_limit(settings.limit_challenges_per_user)
+        ),
+        challenges_per_ip=Limit("challenges_per_ip", parse_limit(settings.limit_challenges_per_ip)),
     )
     setup_health(app)
     setup_openapi(app, internal=True)

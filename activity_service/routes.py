@@ -143,8 +143,12 @@ async def admit(request: Request, activity_id: int, user_id: int) -> None:
 @json_response(200, Challenge, "solve it, then send the solution with the seckill (X-Altcha)")
 @problem_response(401, "unauthorized")
 @problem_response(404, "not_found")
+@problem_response(429, "rate_limited: too many from this user or address; see Retry-After")
 async def challenge(request: Request, activity_id: int) -> HTTPResponse:
     principal = await current_user(request)
+    ctx = request.app.ctx
+    await ctx.limiter.hit(ctx.limits.challenges_per_user, str(principal.user_id))
+    await ctx.limiter.hit(ctx.limits.challenges_per_ip, client_ip(request))
     activity = await request.app.ctx.activities.get(checked_id(activity_id))
     issued = request.app.ctx.challenges.issue(
         activity.id, principal.user_id, activity.challenge_difficulty

@@ -18,7 +18,14 @@ class ActivitySettings(Settings):
     # Rate limits (docs/operations.md): N/period, or 0 for off.
     limit_seckill_per_user: str = "20/10seconds"
     limit_seckill_per_ip: str = "60/minute"
+    limit_challenges_per_user: str = "20/10seconds"
+    limit_challenges_per_ip: str = "60/minute"
 
-    _limits = field_validator("limit_seckill_per_user", "limit_seckill_per_ip")(limit_setting)
+    _limits = field_validator(
+        "limit_seckill_per_user",
+        "limit_seckill_per_ip",
+        "limit_challenges_per_user",
+        "limit_challenges_per_ip",
+    )(limit_setting)
     # How long a challenge from GET /activities/{id}/challenge may be solved and used.
     challenge_ttl_seconds: int = Field(300, ge=1)

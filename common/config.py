@@ -156,6 +156,8 @@ class Settings(BaseSettings):
 
     # Redis (rate limits, challenge replays): empty means per process, in memory.
     redis_url: str | None = None
+    # For a Redis that asks for one (AUTH), unless the URL carries it; a secret.
+    redis_password: Annotated[str | None, SECRET] = Field(None, repr=False)
     rate_limits: Literal["on", "off"] = "on"
     # The part of each limit a process may let through before Redis hears of it.
     rate_limit_local_share: float = Field(0.1, ge=0, le=1)

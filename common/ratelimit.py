@@ -1,10 +1,12 @@
-"""Rate limits on the `limits` library: shared through Redis, or per process in memory.
+"""Rate limits: fixed windows shared through Redis, or per process in memory.
 
-Fixed windows. With Redis every worker and instance counts in the same key, each
-process sending its counts in batches (common/shared_counts.py); without it (or while
-Redis is away) each process counts alone, with `limits`' memory storage. A key that has been refused
-is answered from memory until its window resets, so a client hammering past its
-allowance costs no Redis round trip. The design and the tolerance: docs/seckill.md.
+With Redis every worker and instance counts in the same key, each process sending its
+counts in batches (common/shared_counts.py); without it (or while Redis is away) each
+process counts alone (common/local_counts.py). A key that has been refused is answered
+from memory until its window resets, so a client hammering past its allowance costs no
+Redis round trip. The `limits` library parses the limits and keeps the
+login throttling's exact counts in Redis (check and count, off the hot path).
+The design and the tolerance: docs/seckill.md.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -23,7 +25,8 @@ from sanic import Sanic
 
 from common.config import Settings
 from common.errors import AppError
-from common.shared_counts import SharedCounts
+from common.local_counts import LocalCounts
+from common.shared_counts import ASK_REDIS, SharedCounts
 
 logger = logging.getLogger("seckill.ratelimit")
 
@@ -67,6 +70,14 @@ class Limit:
 
     name: str
     item: RateLimitItem | None
+    # From item, read once: amount per period (seconds); 0 when off.
+    amount: int = field(init=False, default=0)
+    period: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.item is not None:
+            object.__setattr__(self, "amount", self.item.amount)
+            object.__setattr__(self, "period", self.item.get_expiry())
 
 
 NO_LIMIT = Limit("off", None)
@@ -83,7 +94,7 @@ class Limiter:
         local_share: float = 0.1,
     ):
         self.enabled = enabled
-        self.memory = FixedWindowRateLimiter(MemoryStorage())
+        self.memory = LocalCounts()
         self.shared = None
         self.counts = None
         if redis is not None:
@@ -107,25 +118,29 @@ class Limiter:
         return self.enabled and limit.item is not None
 
     async def hit(self, limit: Limit, *identifiers: str) -> None:
-        """Count one request against limit for these identifiers; RateLimited past it."""
-        if not self.active(limit):
+        """Count one request against limit for these identifiers; RateLimited past it.
+        Answered from memory, without awaiting anything, unless Redis must be asked."""
+        if not self.enabled or limit.item is None:
             return
         key = (limit.name, *identifiers)
-        self._raise_if_refused(key)
-        if self._limiter() is not self.memory:
-            item = limit.item
-            try:
-                resets = await self.counts.hit(
-                    limit.name, identifiers, item.amount, item.get_expiry()
-                )
-            except (RedisError, OSError):
-                pass  # reported by on_error; counted in memory below
-            else:
-                if resets is not None:
-                    self._remember_refused(key, resets)
-                return
-        if not await self.memory.hit(limit.item, limit.name, *identifiers):
-            await self._refuse(key, self.memory, limit, identifiers)
+        now = time.time()
+        refused_until = self._refused.get(key)
+        if refused_until is not None:
+            if refused_until > now:
+                raise RateLimited(math.ceil(refused_until - now))
+            del self._refused[key]
+        resets = None
+        if self.counts is not None and time.monotonic() >= self._retry_redis_at:
+            resets = self.counts.try_hit(key, limit.amount, limit.period, now)
+            if resets is ASK_REDIS:
+                try:
+                    resets = await self.counts.hit(key, limit.amount, limit.period)
+                except (RedisError, OSError):  # reported by on_error; counted in memory
+                    resets = self.memory.hit(key, limit.amount, limit.period, now)
+        else:
+            resets = self.memory.hit(key, limit.amount, limit.period, now)
+        if resets is not None:
+            self._remember_refused(key, resets)
 
     async def check(self, limit: Limit, *identifiers: str) -> None:
         """RateLimited if the allowance is already used up; counts nothing."""
@@ -133,37 +148,38 @@ class Limiter:
             return
         key = (limit.name, *identifiers)
         self._raise_if_refused(key)
-        limiter = self._limiter()
-        try:
-            allowed = await limiter.test(limit.item, limit.name, *identifiers)
-        except (RedisError, OSError) as exc:
-            self._redis_failed(exc)
-            limiter = self.memory
-            allowed = await limiter.test(limit.item, limit.name, *identifiers)
-        else:
-            if limiter is not self.memory:
+        if self._shared() is not None:
+            try:
+                allowed = await self.shared.test(limit.item, limit.name, *identifiers)
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+            else:
                 self._redis_ok()
-        if not allowed:
-            await self._refuse(key, limiter, limit, identifiers)
+                if not allowed:
+                    await self._refuse_shared(key, limit, identifiers)
+                return
+        resets = self.memory.test(key, limit.amount, time.time())
+        if resets is not None:
+            self._remember_refused(key, resets)
 
     async def count(self, limit: Limit, *identifiers: str) -> None:
         """Count one event (e.g. a failed login) without refusing this request."""
         if not self.active(limit):
             return
-        limiter = self._limiter()
-        try:
-            await limiter.hit(limit.item, limit.name, *identifiers)
-        except (RedisError, OSError) as exc:
-            self._redis_failed(exc)
-            await self.memory.hit(limit.item, limit.name, *identifiers)
-        else:
-            if limiter is not self.memory:
+        if self._shared() is not None:
+            try:
+                await self.shared.hit(limit.item, limit.name, *identifiers)
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+            else:
                 self._redis_ok()
+                return
+        self.memory.count((limit.name, *identifiers), limit.period, time.time())
 
-    def _limiter(self) -> FixedWindowRateLimiter:
-        """limits' Redis limiter, or memory while Redis is away (tried again every second)."""
+    def _shared(self) -> FixedWindowRateLimiter | None:
+        """limits' Redis limiter, or None while Redis is away (tried again every second)."""
         if self.shared is None or time.monotonic() < self._retry_redis_at:
-            return self.memory
+            return None
         return self.shared
 
     def _redis_ok(self) -> None:
@@ -185,12 +201,12 @@ class Limiter:
                 raise RateLimited(math.ceil(left))
             del self._refused[key]
 
-    async def _refuse(self, key, limiter, limit: Limit, identifiers: tuple) -> None:
+    async def _refuse_shared(self, key: tuple, limit: Limit, identifiers: tuple) -> None:
         try:
-            stats = await limiter.get_window_stats(limit.item, limit.name, *identifiers)
+            stats = await self.shared.get_window_stats(limit.item, limit.name, *identifiers)
             resets = stats.reset_time
         except (RedisError, OSError):
-            resets = time.time() + limit.item.get_expiry()
+            resets = time.time() + limit.period
         self._remember_refused(key, resets)
 
     def _remember_refused(self, key: tuple, resets: float) -> None:

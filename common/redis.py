@@ -18,11 +18,13 @@ REDIS_TIMEOUT_SECONDS = 0.25
 MAX_CONNECTIONS = 32
 
 
-def new_redis(url: str) -> Redis:
+def new_redis(url: str, password: str | None = None) -> Redis:
     """A client whose requests wait for one of its connections (rather than fail at once,
     as the default pool does when a storm asks for more than it holds)."""
+    options = {"password": password} if password else {}
     pool = BlockingConnectionPool.from_url(
         url,
+        **options,
         max_connections=MAX_CONNECTIONS,
         timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
@@ -37,7 +39,9 @@ def setup_redis(app: Sanic, settings: Settings) -> None:
 
     @app.before_server_start
     async def open_redis(app: Sanic) -> None:
-        app.ctx.redis = new_redis(settings.redis_url) if settings.redis_url else None
+        app.ctx.redis = (
+            new_redis(settings.redis_url, settings.redis_password) if settings.redis_url else None
+        )
 
     @app.after_server_stop
     async def close_redis(app: Sanic) -> None:

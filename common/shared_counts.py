@@ -2,8 +2,8 @@
 
 Windows are aligned to the clock (window = now // period), so every process names the
 same Redis key for the same window. Each process admits up to `slack` requests per key
-before Redis hears of them: a flusher sends every process's new counts in one pipeline
-every FLUSH_SECONDS, and a key whose slack is used up is flushed before it admits
+before Redis hears of them: a flusher sends every process's new counts in one script
+call every FLUSH_SECONDS, and a key whose slack is used up is flushed before it admits
 again. So across P processes at most limit + (P - 1) * slack requests pass a window;
 slack 0 counts every request in Redis first (exact, one round trip each).
 The tolerance and why not `limits`' own Redis storage: docs/seckill.md.
@@ -24,26 +24,45 @@ from redis.exceptions import RedisError
 logger = logging.getLogger("seckill.ratelimit")
 
 FLUSH_SECONDS = 0.02
+# How often the counts of ended windows are dropped from memory.
+SWEEP_SECONDS = 1.0
+# try_hit's answer when only Redis can tell: await hit().
+ASK_REDIS = object()
+
+# Adds each key's new count, gives a new key its expiry, and returns every key's total: one
+# command for a whole flush. The counts and expiries come as one string of numbers
+# ("count expiry count expiry ...") and the totals go back as one: far cheaper for redis-py
+# to write and read than an argument or an array element each.
+SEND = """
+local numbers = string.gmatch(ARGV[1], '%d+')
+local totals = {}
+for i, key in ipairs(KEYS) do
+  local n = tonumber(numbers())
+  local expiry = numbers()
+  local total = redis.call('INCRBY', key, n)
+  if total == n then redis.call('EXPIREAT', key, expiry) end
+  totals[i] = total
+end
+return table.concat(totals, ' ')
+"""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Count:
+    redis_key: str
     limit: int
     slack: int
     resets: float  # wall time the window ends
     synced: int = 0  # the window's total in Redis as last read (this process's flushed included)
     sending: int = 0  # admitted here, on the way to Redis
     unsynced: int = 0  # admitted here, not yet sent
+    dirty: bool = False  # waiting in the flusher's list
     # One send per key at a time: a total read back always includes what was sent before.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    @property
-    def seen(self) -> int:
-        return self.synced + self.sending + self.unsynced
-
 
 class SharedCounts:
-    """One per worker, over the worker's Redis client."""
+    """One per worker, over the worker's Redis client. Keys are tuples (name, *identifiers)."""
 
     def __init__(
         self,
@@ -53,90 +72,118 @@ class SharedCounts:
         on_error: Callable[[BaseException], None] = lambda exc: None,
         on_ok: Callable[[], None] = lambda: None,
     ):
-        self.redis = redis
         self.on_error, self.on_ok = on_error, on_ok
         self.prefix = prefix
         self.share = share
-        self._counts: dict[str, Count] = {}
+        self._send_script = redis.register_script(SEND)
+        self._counts: dict[tuple, Count] = {}
+        self._dirty: list[Count] = []
+        self._swept_at = 0.0
         self._flusher: asyncio.Task | None = None
 
-    async def hit(self, name: str, identifiers: tuple[str, ...], amount: int, period: int):
-        """None if admitted, else the wall time the window resets. Raises Redis errors."""
-        now = time.time()
-        window = int(now // period)
-        key = f"{self.prefix}:{name}:{period}:{window}:" + ":".join(identifiers)
+    def try_hit(self, key: tuple, amount: int, period: int, now: float):
+        """From memory alone: None if admitted, the wall time the window resets if
+        refused, or ASK_REDIS when only Redis can tell (then await hit())."""
         count = self._counts.get(key)
-        if count is None:
-            slack = int(amount * self.share)
-            count = self._counts[key] = Count(amount, slack, (window + 1) * period)
-        if count.slack == 0:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expireat(key, int(count.resets) + 1)
-            try:
-                total, _ = await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self.on_error(exc)
-                raise
-            self.on_ok()
-            return None if total <= count.limit else count.resets
-        # Admitted here with no round trip while this process's unsent part is under slack.
-        while True:
-            if count.seen >= count.limit:
-                return count.resets
-            if count.sending + count.unsynced < count.slack:
-                break
-            await self.flush([key])
+        if count is None or count.resets <= now:
+            count = self._new(key, amount, period, now)
+        pending = count.sending + count.unsynced
+        if count.synced + pending >= count.limit:
+            return count.resets
+        if pending >= count.slack:  # slack 0 included: every request asks Redis
+            return ASK_REDIS
         count.unsynced += 1
-        if self._flusher is None or self._flusher.done():
+        if not count.dirty:
+            count.dirty = True
+            self._dirty.append(count)
+        if self._flusher is None:  # also after a failed send, whose counts wait again
             self._flusher = asyncio.create_task(self._flush_soon())
         return None
 
-    async def flush(self, keys: list[str] | None = None) -> None:
-        """Send the new counts of keys (all by default) and read back each window's total."""
+    async def hit(self, key: tuple, amount: int, period: int) -> float | None:
+        """try_hit, waiting for Redis where it must. Raises Redis errors."""
+        while True:
+            result = self.try_hit(key, amount, period, time.time())
+            if result is not ASK_REDIS:
+                return result
+            count = self._counts[key]
+            if count.slack == 0:
+                (total,) = await self._run([count.redis_key], f"1 {int(count.resets) + 1}")
+                return None if total <= count.limit else count.resets
+            await self._flush([count])
+
+    def _new(self, key: tuple, amount: int, period: int, now: float) -> Count:
+        window = int(now // period)
+        name, identifiers = key[0], key[1:]
+        redis_key = f"{self.prefix}:{name}:{period}:{window}:" + ":".join(identifiers)
+        count = Count(redis_key, amount, int(amount * self.share), (window + 1) * period)
+        self._counts[key] = count
+        return count
+
+    async def flush(self) -> None:
+        """Send every count not yet sent (the flusher's round, and at close)."""
         now = time.time()
-        background = keys is None
-        if keys is None:
-            for key in [k for k, c in self._counts.items() if c.resets <= now]:
-                del self._counts[key]  # its window is over
-            keys = [k for k, c in self._counts.items() if c.unsynced]
-            if not keys:
-                return
-        counts = [(key, self._counts[key]) for key in keys if key in self._counts]
-        if background:  # a key being sent now goes with the next round
-            counts = [(key, count) for key, count in counts if not count.lock.locked()]
-        for _, count in counts:
+        if now - self._swept_at >= SWEEP_SECONDS:
+            self._swept_at = now
+            self._counts = {k: c for k, c in self._counts.items() if c.resets > now}
+        waiting, self._dirty = self._dirty, []
+        ready = []
+        for count in waiting:
+            if count.lock.locked():  # being sent now: it goes with the next round
+                self._dirty.append(count)
+                continue
+            count.dirty = False
+            if count.unsynced and count.resets > now:
+                ready.append(count)
+        if self._dirty and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_soon())
+        if ready:
+            await self._flush(ready)
+
+    async def _flush(self, counts: list[Count]) -> None:
+        """Send these counts' new requests and read back each window's total."""
+        for count in counts:
             await count.lock.acquire()
         try:
             await self._send(counts)
         finally:
-            for _, count in counts:
+            for count in counts:
                 count.lock.release()
 
-    async def _send(self, counts: list[tuple[str, Count]]) -> None:
-        sent = [(key, count, count.unsynced) for key, count in counts]
-        pipe = self.redis.pipeline(transaction=False)
-        for key, count, n in sent:
+    async def _send(self, counts: list[Count]) -> None:
+        sent = [(count, count.unsynced) for count in counts]
+        keys, numbers = [], []
+        for count, n in sent:
             count.unsynced -= n
             count.sending += n
-            pipe.incrby(key, n)  # 0 reads the total
-            pipe.expireat(key, int(count.resets) + 1)
+            keys.append(count.redis_key)
+            numbers.append(f"{n} {int(count.resets) + 1}")  # n 0 only reads the total
         try:
-            results = await pipe.execute()
-        except BaseException as exc:
-            for _, count, n in sent:
+            totals = await self._run(keys, " ".join(numbers))
+        except BaseException:
+            for count, n in sent:
                 count.sending -= n
                 count.unsynced += n
-            if isinstance(exc, RedisError | OSError):
-                self.on_error(exc)
+                if count.unsynced and not count.dirty:
+                    count.dirty = True
+                    self._dirty.append(count)
             raise
-        self.on_ok()
-        for (_, count, n), total in zip(sent, results[::2], strict=True):
+        for (count, n), total in zip(sent, totals, strict=True):
             count.sending -= n
             count.synced = total
 
+    async def _run(self, keys: list[str], numbers: str) -> list[int]:
+        try:
+            reply = await self._send_script(keys=keys, args=[numbers])
+        except (RedisError, OSError) as exc:
+            self.on_error(exc)
+            raise
+        self.on_ok()
+        return [int(total) for total in reply.split()]
+
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_SECONDS)
+        self._flusher = None
         with contextlib.suppress(RedisError, OSError):
             await self.flush()  # on_error has heard of it
 
@@ -145,5 +192,6 @@ class SharedCounts:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+            self._flusher = None
         with contextlib.suppress(RedisError, OSError):
             await self.flush()

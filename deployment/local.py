@@ -57,6 +57,7 @@ LOOPBACK_LIMITS = {
     "LIMIT_SIGNUPS_PER_IP": "100000/hour",
     "LIMIT_LOGINS_PER_IP": "100000/minute",
     "LIMIT_SECKILL_PER_IP": "100000/minute",
+    "LIMIT_CHALLENGES_PER_IP": "100000/minute",
 }
 
 

@@ -12,8 +12,9 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"  # the machine's; tests keep to their 
 
 
 class RedisServer:
-    def __init__(self):
+    def __init__(self, password: str | None = None):
         self.port = free_port()
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -21,8 +22,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *auth],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -37,6 +39,6 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False

@@ -27,6 +27,8 @@ LIMITS = {
     "LIMIT_LOGIN_FAILURES_PER_USERNAME": f"2/{WINDOW} seconds",
     "LIMIT_SECKILL_PER_USER": f"3/{WINDOW} seconds",
     "LIMIT_SECKILL_PER_IP": f"5/{WINDOW} seconds",
+    "LIMIT_CHALLENGES_PER_USER": f"3/{WINDOW} seconds",
+    "LIMIT_CHALLENGES_PER_IP": f"5/{WINDOW} seconds",
 }
 _addresses = itertools.count(1)
 
@@ -69,6 +71,11 @@ async def new_account(api: Api) -> Account:
 async def seckill(api: Api, client: dict, activity_id: int, token: str):
     path = f"/activities/{activity_id}/seckill"
     return await api.call("POST", "activity_service", path, token=token, headers=client)
+
+
+async def get_challenge(api: Api, client: dict, activity_id: int, token: str):
+    path = f"/activities/{activity_id}/challenge"
+    return await api.call("GET", "activity_service", path, token=token, headers=client)
 
 
 def assert_limited(reply) -> None:
@@ -140,6 +147,32 @@ async def test_seckill_tries_per_address_are_limited_and_pass_again(api):
     assert_limited(refused)
     await asyncio.sleep(int(refused.headers["Retry-After"]))
     assert (await seckill(api, client, activity["id"], accounts[-1].token)).status == 201
+
+
+async def test_challenges_per_user_are_limited_and_pass_again(api):
+    """Counted per user across activities, from any address; each one costs an HMAC."""
+    account = await new_account(api)
+    sales = [await api.create_activity(stock=5, challenge=True) for _ in range(4)]
+    for sale in sales[:3]:
+        assert (await get_challenge(api, new_client(), sale["id"], account.token)).status == 200
+    refused = await get_challenge(api, new_client(), sales[3]["id"], account.token)
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await get_challenge(api, new_client(), sales[3]["id"], account.token)).status == 200
+
+
+async def test_challenges_per_address_are_limited_and_pass_again(api):
+    accounts = [await new_account(api) for _ in range(7)]
+    activity = await api.create_activity(stock=100, challenge=True)
+    client = new_client()
+    statuses = [
+        (await get_challenge(api, client, activity["id"], a.token)).status for a in accounts
+    ]
+    assert statuses == [200] * 5 + [429] * 2
+    refused = await get_challenge(api, client, activity["id"], accounts[-1].token)
+    assert_limited(refused)
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await get_challenge(api, client, activity["id"], accounts[-1].token)).status == 200
 
 
 async def test_an_order_already_held_is_answered_past_the_limit(api):

@@ -163,6 +163,12 @@ def service_answering(docs: list[Doc], url: str) -> str | None:
     return None
 
 
+def redis_address(url: str) -> str:
+    """host:port of a redis:// or rediss:// URL (6379 when it names none)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else url
+
+
 def check_settings(docs: list[Doc], overlay: str) -> list[str]:
     """Each container's settings parse, and name the Services, ports and secrets meant."""
     problems = []
@@ -188,6 +194,8 @@ def check_settings(docs: list[Doc], overlay: str) -> list[str]:
                     problems.append(f"{container['name']}: {peer} at {url}: {why}")
                 elif urlsplit(url).port != SERVICE_PORTS[peer]:
                     problems.append(f"{container['name']}: {peer} at {url}: not its port")
+            if not settings.redis_url:
+                problems.append(f"{container['name']}: no REDIS_URL: rate limits per pod")
             registers = settings.consul_host and "ports" in container  # not the migration
             if registers and settings.advertise_host != POD_IP:
                 problems.append(f"{container['name']}: registers {settings.advertise_host}")
@@ -195,6 +203,7 @@ def check_settings(docs: list[Doc], overlay: str) -> list[str]:
                 for name, url in (
                     ("MYSQL", f"{settings.mysql_host}:{settings.mysql_port}"),
                     ("OTEL", settings.otel_endpoint or ""),
+                    ("REDIS", redis_address(settings.redis_url or "")),
                 ):
                     if why := service_answering(docs, url):
                         problems.append(f"{container['name']}: {name} at {url}: {why}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -85,6 +86,20 @@ BREAKAGES = [
         "MYSQL_HOST=mysql",
         "MYSQL_HOST=mysql-0",
         "mysql-0 is not a rendered Service",
+    ),
+    (
+        "settings",
+        "overlays/dev/settings.env",
+        "REDIS_URL=redis://redis:6379/0",
+        "REDIS_URL=redis://cache:6379/0",
+        "cache is not a rendered Service",
+    ),
+    (
+        "settings",
+        "overlays/dev/settings.env",
+        "REDIS_URL=redis://redis:6379/0\n",
+        "",
+        "no REDIS_URL",
     ),
     (
         "settings",
@@ -241,6 +256,38 @@ def test_dev_runs_one_of_each_with_mysql_jaeger_and_the_load_job(rendered):
     assert "seckill-load" in of_kind(docs, "Job")
 
 
+def test_dev_runs_redis_and_every_service_shares_it_with_its_password(rendered):
+    docs = rendered["dev"]
+    redis = of_kind(docs, "Deployment")["redis"]
+    spec = pod_spec(redis)
+    [server] = spec["containers"]
+    assert server["readinessProbe"] and server["livenessProbe"]
+    assert of_kind(docs, "Service")["redis"]["spec"]["ports"][0]["port"] == 6379
+    # the password Redis asks for is the one every service is given
+    asked = mounted_files(docs, spec, server)["/var/run/secrets/redis/redis_password"]
+    assert asked and "/var/run/secrets/redis/redis_password" in " ".join(server["command"])
+    for name in DEPLOYMENTS:
+        spec = pod_spec(of_kind(docs, "Deployment")[name])
+        [service] = spec["containers"]
+        env = container_env(docs, service)
+        assert env["REDIS_URL"] == "redis://redis:6379/0", name
+        assert mounted_files(docs, spec, service)[env["REDIS_PASSWORD_FILE"]] == asked, name
+
+
+def test_prod_reaches_redis_by_address_with_its_password_from_a_secret(rendered):
+    docs = rendered["prod"]
+    assert "redis" not in of_kind(docs, "Deployment") and "redis" not in of_kind(docs, "Service")
+    for name in DEPLOYMENTS:
+        spec = pod_spec(of_kind(docs, "Deployment")[name])
+        [service] = spec["containers"]
+        env = container_env(docs, service)
+        host = urlsplit(env["REDIS_URL"]).hostname
+        assert "." in host and host not in of_kind(docs, "Service"), env["REDIS_URL"]
+        password_file = env["REDIS_PASSWORD_FILE"]
+        assert password_file in mounted_files(docs, spec, service), name
+    assert "seckill-redis-password" in " ".join(of_kind(docs, "Secret"))
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_migrations_run_in_an_init_container_before_each_service(rendered, overlay):
     for name, service in DEPLOYMENTS.items():
@@ -272,7 +319,13 @@ def test_dev_finds_peers_through_service_names_not_consul(rendered):
 
 def test_every_secret_file_has_an_example_and_is_never_checked_in():
     names = real_secret_names()
-    assert {"token_key.pem", "service_token", "mysql_password", "admin_password"} <= set(names)
+    assert {
+        "token_key.pem",
+        "service_token",
+        "mysql_password",
+        "admin_password",
+        "redis_password",
+    } <= set(names)
     tracked = subprocess.run(
         ["git", "ls-files", str(K8S)], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -116,11 +116,11 @@ def test_an_open_activity_with_stock_is_not_closed():
 # the trust window of a closed activity
 
 
-def test_closed_is_trusted_for_one_second_at_most():
-    assert CLOSED_TRUST_SECONDS == 1.0
+def test_closed_is_trusted_for_half_a_second_at_most():
+    assert CLOSED_TRUST_SECONDS == 0.5
     for window in ({"remaining": 0}, {"end_in": -5}, {"start_in": 3600}):
         closed = triage(ACTIVITY_ID, activity(**window), [], [1], NOW).closed
-        assert closed.trust_seconds == 1.0, window
+        assert closed.trust_seconds == 0.5, window
 
 
 def test_not_started_is_never_trusted_past_the_start():
@@ -141,7 +141,7 @@ def test_memory_answers_newcomers_only_while_the_closed_state_is_trusted():
     state.closed_until = time.monotonic() + CLOSED_TRUST_SECONDS
     assert isinstance(state.answer(5).error, SoldOut)
 
-    state.closed_until = time.monotonic() - 0.001  # the second is up: ask MySQL again
+    state.closed_until = time.monotonic() - 0.001  # the trust has run out: ask MySQL again
     assert state.answer(5) is None
 
 
@@ -157,7 +157,7 @@ def test_memory_answers_holders_whether_or_not_the_activity_is_closed():
     assert isinstance(state.answer(4).error, Ended)
 
 
-def test_memory_answers_nobody_once_a_second_has_passed_since_mysql_confirmed_it():
+def test_memory_answers_nobody_once_the_trust_since_mysql_confirmed_it_has_run_out():
     state = ActivityState(confirmed_until=time.monotonic() - 0.001)
     state.holders[3] = present_order(record(3))
     state.rejection, state.closed_until = SoldOut(ACTIVITY_ID), time.monotonic() + 1
