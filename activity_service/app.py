@@ -2,12 +2,14 @@
 
 import asyncio
 from contextlib import suppress
+from functools import partial
 from types import SimpleNamespace
 
 from sanic import Sanic
 
 from activity_service import repository
 from activity_service.challenge import ChallengeRules, Challenges, hmac_key
+from activity_service.probes import probe_sale
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp, internal
 from activity_service.schemas import example_window
@@ -19,6 +21,7 @@ from common.client import setup_client
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
+from common.metrics import setup_metrics
 from common.openapi import live_examples, setup_openapi
 from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
@@ -31,6 +34,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     app = new_app(settings, "seckill activity_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_metrics(app, settings, probes=(partial(probe_sale, app),))
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

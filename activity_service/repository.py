@@ -310,3 +310,24 @@ async def apply_releases(cur: Cursor, releases: dict[str, str], now: datetime) -
             # Would put remaining above stock: the books are already wrong; store nothing.
             raise RuntimeError(f"releasing {units} units of activity {activity_id} overflows stock")
     return released
+
+
+# Metrics (activity_service/probes.py)
+
+
+async def outbox_backlog(db: Database) -> dict:
+    """Outbox rows and the age in microseconds of the oldest, by the database's clock."""
+    return await db.fetch_one(
+        "SELECT COUNT(*) AS backlog, "
+        "TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) AS oldest_us FROM outbox"
+    )
+
+
+async def remaining_on_sale(db: Database, limit: int) -> list[dict]:
+    """id and remaining of the newest activities on sale now, at most limit."""
+    return await db.fetch_all(
+        "SELECT id, remaining FROM activities "
+        "WHERE starts_at <= UTC_TIMESTAMP(6) AND ends_at > UTC_TIMESTAMP(6) "
+        "ORDER BY id DESC LIMIT %s",
+        (limit,),
+    )

@@ -15,8 +15,9 @@ from activity_service.schemas import (
     Releases,
     ReleasesApplied,
 )
+from common import metrics
 from common.auth import current_user, require_admin, require_service
-from common.errors import error_response
+from common.errors import AppError, error_response
 from common.openapi import (
     BEARER,
     SERVICE_TOKEN,
@@ -172,17 +173,23 @@ async def challenge(request: Request, activity_id: int) -> HTTPResponse:
 @problem_response(409, "sold_out, not_started or ended")
 @problem_response(429, "rate_limited: too many tries from this user or address; see Retry-After")
 async def seckill(request: Request, activity_id: int) -> HTTPResponse:
-    principal = await current_user(request)
-    checked_id(activity_id)
-    # What memory knows (your order, or sold out) first: it writes nothing, costs least,
-    # and is what most requests get after a sell-out (docs/seckill.md, the gate).
-    outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
-    if outcome is None:
-        await admit(request, activity_id, principal.user_id)
-        outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
+    try:
+        principal = await current_user(request)
+        checked_id(activity_id)
+        # What memory knows (your order, or sold out) first: it writes nothing, costs least,
+        # and is what most requests get after a sell-out (docs/seckill.md, the gate).
+        outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
+        if outcome is None:
+            await admit(request, activity_id, principal.user_id)
+            outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
+    except AppError as exc:
+        metrics.count(metrics.SECKILL_ANSWERS, (exc.code,))
+        raise
     if outcome.error is not None:
+        metrics.count(metrics.SECKILL_ANSWERS, (outcome.error.code,))
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
+    metrics.count(metrics.SECKILL_ANSWERS, ("created" if outcome.created else "repeat",))
     return json(outcome.order, status=201 if outcome.created else 200)
 
 
