@@ -9,6 +9,8 @@ from sanic import Sanic
 
 from activity_service import repository
 from activity_service.challenge import ChallengeRules, Challenges, hmac_key
+from activity_service.dashboard import AnswerCounts, Snapshots, ticket_key
+from activity_service.dashboard_routes import dashboard
 from activity_service.probes import probe_sale
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp, internal
@@ -51,6 +53,8 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
     app.blueprint(internal)
+    app.blueprint(dashboard)
+    app.ctx.dashboard_key = ticket_key(settings.service_token)
 
     @app.before_server_start
     async def start_seckill(app: Sanic) -> None:
@@ -77,6 +81,10 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             app.ctx.seckill.forget(activity_id)
             rules.forget(activity_id)
 
+        app.ctx.answer_counts = AnswerCounts(app.ctx.db, app.ctx.redis, settings.db_prefix)
+        app.ctx.snapshots = Snapshots(
+            app.ctx.db, app.ctx.answer_counts, app.ctx.peers["order_service"]
+        )
         app.ctx.activities = ActivityService(app.ctx.db, on_change=changed)
         app.ctx.releases = ReleaseService(app.ctx.db, on_release=app.ctx.seckill.forget)
 
@@ -84,13 +92,19 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     async def start_relay(app: Sanic) -> None:
         # A plain task, stopped below: Sanic warns about every app task it has to cancel.
         app.ctx.relay_loop = asyncio.create_task(app.ctx.relay.run(), name="order_relay")
+        app.ctx.counts_loop = asyncio.create_task(
+            app.ctx.answer_counts.run(), name="dashboard_counts"
+        )
 
     @app.before_server_stop
     async def finish_handoffs(app: Sanic) -> None:
         await app.ctx.seckill.settle()
         await app.ctx.relay.drain()
-        app.ctx.relay_loop.cancel()
-        with suppress(asyncio.CancelledError):
-            await app.ctx.relay_loop
+        for loop in (app.ctx.relay_loop, app.ctx.counts_loop):
+            loop.cancel()
+            with suppress(asyncio.CancelledError):
+                await loop
+        with suppress(Exception):  # the last second's answers, if MySQL or Redis answers
+            await app.ctx.answer_counts.flush()
 
     return app

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from common.db import Cursor, Database, Result, Script, placeholders
+from common.db import Cursor, Database, Result, Script, placeholders, values_rows
+from common.formats import iso
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at, "
@@ -330,4 +331,50 @@ async def remaining_on_sale(db: Database, limit: int) -> list[dict]:
         "WHERE starts_at <= UTC_TIMESTAMP(6) AND ends_at > UTC_TIMESTAMP(6) "
         "ORDER BY id DESC LIMIT %s",
         (limit,),
+    )
+
+
+# The sale dashboard (activity_service/dashboard.py)
+
+
+async def sale_state(db: Database, activity_id: int) -> dict | None:
+    row = await db.fetch_one(
+        "SELECT id, name, stock, remaining, released, starts_at, ends_at FROM activities "
+        "WHERE id = %s",
+        (activity_id,),
+    )
+    if row is not None:
+        row["starts_at"], row["ends_at"] = iso(row["starts_at"]), iso(row["ends_at"])
+    return row
+
+
+async def add_answer_counts(db: Database, rows: Sequence[tuple[int, int, str, int]]) -> None:
+    """Add to the per-second counts: one statement, atomic without a transaction."""
+    rows = sorted(rows)  # one lock order for concurrent workers
+    await db.execute(
+        "INSERT INTO dashboard_counts (activity_id, second, field, n) VALUES "  # noqa: S608
+        + values_rows(len(rows), 4)
+        + " ON DUPLICATE KEY UPDATE n = n + VALUES(n)",
+        tuple(value for row in rows for value in row),
+        name="add_answer_counts",
+    )
+
+
+async def answer_counts(
+    db: Database, activity_id: int, first: int, last: int
+) -> dict[int, dict[str, int]]:
+    rows = await db.fetch_all(
+        "SELECT second, field, n FROM dashboard_counts "
+        "WHERE activity_id = %s AND second BETWEEN %s AND %s",
+        (activity_id, first, last),
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(int(row["second"]), {})[row["field"]] = int(row["n"])
+    return counts
+
+
+async def drop_answer_counts(db: Database, before: int) -> None:
+    await db.execute(
+        "DELETE FROM dashboard_counts WHERE second < %s", (before,), name="drop_answer_counts"
     )

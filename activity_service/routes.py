@@ -1,9 +1,12 @@
 """activity_service HTTP endpoints: parse, call the service, shape the response."""
 
+import time
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from activity_service.dashboard import OUTCOMES
 from activity_service.errors import ActivityNotFound
 from activity_service.schemas import (
     Activity,
@@ -183,14 +186,22 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
             await admit(request, activity_id, principal.user_id)
             outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
     except AppError as exc:
-        metrics.count(metrics.SECKILL_ANSWERS, (exc.code,))
+        answered(request, activity_id, exc.code)
         raise
     if outcome.error is not None:
-        metrics.count(metrics.SECKILL_ANSWERS, (outcome.error.code,))
+        answered(request, activity_id, outcome.error.code)
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
-    metrics.count(metrics.SECKILL_ANSWERS, ("created" if outcome.created else "repeat",))
+    answered(request, activity_id, "created" if outcome.created else "repeat")
     return json(outcome.order, status=201 if outcome.created else 200)
+
+
+def answered(request: Request, activity_id: int, outcome: str) -> None:
+    """Counted for /metrics and for the sale dashboard (docs/dashboard.md)."""
+    metrics.count(metrics.SECKILL_ANSWERS, (outcome,))
+    if outcome in OUTCOMES:  # a sale's answers: not_found and unauthorized name no sale
+        seconds = time.perf_counter() - request.ctx.started
+        request.app.ctx.answer_counts.record(activity_id, outcome, seconds)
 
 
 @internal.post("/internal/releases")

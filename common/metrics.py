@@ -36,6 +36,7 @@ from sanic_ext import openapi
 
 from common.config import Settings
 from common.errors import AppError
+from common.openapi import text_response
 
 logger = logging.getLogger("seckill.metrics")
 
@@ -126,6 +127,14 @@ PEER_INSTANCES = Gauge(
     "discovery_healthy_instances", "Healthy instances this service knows of, per peer",
     ["peer"], multiprocess_mode="mostrecent",
 )  # fmt: skip
+
+# The sale dashboard (activity_service) and what a stream may leave behind
+DASHBOARD_STREAMS = Gauge(
+    "dashboard_streams_open", "Dashboard event streams open", multiprocess_mode="livesum"
+)
+ASYNCIO_TASKS = Gauge(
+    "asyncio_tasks", "Tasks of the workers' event loops", multiprocess_mode="livesum"
+)
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -256,7 +265,9 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
     if settings.metrics_port is None:
 
         @app.get(METRICS_PATH, name="metrics")
-        @openapi.exclude()
+        @openapi.summary("Prometheus metrics of every worker of this instance (text format)")
+        @openapi.tag("health")
+        @text_response(200, "text/plain", "the metrics, in Prometheus' text format 0.0.4")
         async def metrics(request: Request) -> HTTPResponse:
             """Prometheus text format; every worker's counts (docs/metrics.md)."""
             flush(request.app, in_flight)
@@ -283,6 +294,7 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
 def flush(app: Sanic, in_flight: weakref.WeakSet) -> None:
     TALLY.flush()
     HTTP_IN_FLIGHT.set(len(in_flight))
+    ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
     pool = getattr(getattr(app.ctx, "db", None), "pool", None)
     if pool is not None:
         DB_POOL_IN_USE.set(pool.size - pool.freesize)

@@ -166,3 +166,11 @@ async def releases_backlog(db: Database) -> dict:
         "SELECT COUNT(*) AS backlog, TIMESTAMPDIFF(MICROSECOND, MIN(created_at), "
         "UTC_TIMESTAMP(6)) AS oldest_us FROM release_outbox"
     )
+
+
+async def states_of_activity(db: Database, activity_id: int) -> dict[str, int]:
+    rows = await db.fetch_all(
+        "SELECT status, COUNT(*) AS n FROM orders WHERE activity_id = %s GROUP BY status",
+        (activity_id,),
+    )
+    return {row["status"]: int(row["n"]) for row in rows}

@@ -49,6 +49,8 @@ DEFAULTED = {
     "FORWARDED_SECRET": "only for a proxy that signs its Forwarded header",
     "FORWARDED_SECRET_FILE": "only for a proxy that signs its Forwarded header",
     "PROMETHEUS_MULTIPROC_DIR": "a fresh directory under the pod's /tmp each start",
+    "DASHBOARD_KEY": "optional: the dashboard takes an admin token without it",
+    "DASHBOARD_KEY_FILE": "optional: the dashboard takes an admin token without it",
 }
 # The migration init container serves nothing: it neither registers nor creates the admin.
 NOT_READ_BY_MIGRATIONS = {"SERVICE_ADVERTISE_HOST", "ADMIN_PASSWORD"}
