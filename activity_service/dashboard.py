@@ -62,7 +62,7 @@ def ticket_valid(key: bytes, ticket: str | None, now: float | None = None) -> bo
         return False
     expected = hmac.new(key, expires.encode(), hashlib.sha256).hexdigest()
     now = now if now is not None else time.time()
-    return hmac.compare_digest(signature, expected) and int(expires) > now
+    return hmac.compare_digest(signature.encode(), expected.encode()) and int(expires) > now
 
 
 def percentile(buckets: list[int], share: float) -> float | None:

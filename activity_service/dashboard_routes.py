@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from common.openapi import (
     text_response,
 )
 
+logger = logging.getLogger("seckill.dashboard")
 dashboard = Blueprint("dashboard")
 
 PAGE = Path(__file__).parent / "dashboard"
@@ -101,13 +103,19 @@ async def sale_events(request: Request, activity_id: int) -> HTTPResponse | None
     metrics.DASHBOARD_STREAMS.inc()
     try:
         ends = time.monotonic() + STREAM_SECONDS
-        snapshot = first
+        snapshot: dict | None = first
         while True:
-            await response.send(b"data: " + orjson.dumps(snapshot) + b"\n\n")
+            # A comment line when a snapshot failed (MySQL away): the stream goes on.
+            event = b": unavailable" if snapshot is None else b"data: " + orjson.dumps(snapshot)
+            await response.send(event + b"\n\n")
             if time.monotonic() >= ends:
                 break
             await asyncio.sleep(TICK_SECONDS - time.time() % TICK_SECONDS + 0.05)
-            snapshot = await snapshots.get(activity_id)
+            try:
+                snapshot = await snapshots.get(activity_id)
+            except Exception as exc:
+                logger.warning("dashboard snapshot of activity %s failed: %r", activity_id, exc)
+                snapshot = None
         await response.eof()
     finally:
         # Also when the client leaves: Sanic cancels this task, and nothing is left behind.
