@@ -39,6 +39,9 @@ OUTCOMES = (
 )
 # Upper bounds of the answer-time buckets, in milliseconds; p50 and p99 are read from them.
 LATENCY_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
+# The shared counts' field names, made once: the seckill's hot path only looks them up.
+OUTCOME_FIELDS = {outcome: f"o:{outcome}" for outcome in OUTCOMES}
+LATENCY_FIELDS = tuple(f"l:{i}" for i in range(len(LATENCY_MS) + 1))
 WINDOW_SECONDS = 60
 KEEP_SECONDS = 600  # shared counts older than this are dropped
 TICKET_SECONDS = 60
@@ -90,9 +93,9 @@ class AnswerCounts:
         fields = self.pending.get(key)
         if fields is None:
             fields = self.pending[key] = {}
-        field = f"o:{outcome}"
+        field = OUTCOME_FIELDS.get(outcome) or f"o:{outcome}"
         fields[field] = fields.get(field, 0) + 1
-        bucket = f"l:{bisect.bisect_left(LATENCY_MS, seconds * 1000)}"
+        bucket = LATENCY_FIELDS[bisect.bisect_left(LATENCY_MS, seconds * 1000)]
         fields[bucket] = fields.get(bucket, 0) + 1
 
     def _key(self, activity_id: int, second: int) -> str:
