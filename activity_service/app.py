@@ -2,12 +2,16 @@
 
 import asyncio
 from contextlib import suppress
+from functools import partial
 from types import SimpleNamespace
 
 from sanic import Sanic
 
 from activity_service import repository
 from activity_service.challenge import ChallengeRules, Challenges, hmac_key
+from activity_service.dashboard import AnswerCounts, Snapshots, ticket_key
+from activity_service.dashboard_routes import dashboard
+from activity_service.probes import probe_sale
 from activity_service.relay import OrderRelay
 from activity_service.routes import bp, internal
 from activity_service.schemas import example_window
@@ -19,6 +23,7 @@ from common.client import setup_client
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
+from common.metrics import setup_metrics
 from common.openapi import live_examples, setup_openapi
 from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
@@ -31,6 +36,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     app = new_app(settings, "seckill activity_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_metrics(app, settings, probes=(partial(probe_sale, app),))
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)
@@ -51,6 +57,8 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     live_examples(app, "ActivityCreate", example_window)
     app.blueprint(bp)
     app.blueprint(internal)
+    app.blueprint(dashboard)
+    app.ctx.dashboard_key = ticket_key(settings.service_token)
 
     @app.before_server_start
     async def start_seckill(app: Sanic) -> None:
@@ -77,6 +85,10 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             app.ctx.seckill.forget(activity_id)
             rules.forget(activity_id)
 
+        app.ctx.answer_counts = AnswerCounts(app.ctx.db, app.ctx.redis, settings.db_prefix)
+        app.ctx.snapshots = Snapshots(
+            app.ctx.db, app.ctx.answer_counts, app.ctx.peers["order_service"]
+        )
         app.ctx.activities = ActivityService(app.ctx.db, on_change=changed)
         app.ctx.releases = ReleaseService(app.ctx.db, on_release=app.ctx.seckill.forget)
 
@@ -84,13 +96,19 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     async def start_relay(app: Sanic) -> None:
         # A plain task, stopped below: Sanic warns about every app task it has to cancel.
         app.ctx.relay_loop = asyncio.create_task(app.ctx.relay.run(), name="order_relay")
+        app.ctx.counts_loop = asyncio.create_task(
+            app.ctx.answer_counts.run(), name="dashboard_counts"
+        )
 
     @app.before_server_stop
     async def finish_handoffs(app: Sanic) -> None:
         await app.ctx.seckill.settle()
         await app.ctx.relay.drain()
-        app.ctx.relay_loop.cancel()
-        with suppress(asyncio.CancelledError):
-            await app.ctx.relay_loop
+        for loop in (app.ctx.relay_loop, app.ctx.counts_loop):
+            loop.cancel()
+            with suppress(asyncio.CancelledError):
+                await loop
+        with suppress(Exception):  # the last second's answers, if MySQL or Redis answers
+            await app.ctx.answer_counts.flush()
 
     return app

@@ -79,7 +79,21 @@ def add_order_lifecycle(migrator: MySQLMigrator) -> None:
         migrator.database.execute_sql(sql)
 
 
-MODELS = [Activity, SeckillRecord, Outbox]
+class AnswerCount(peewee.Model):
+    """The sale dashboard's per-second answer counts when there is no Redis to hold them."""
+
+    activity_id = peewee.BigIntegerField()
+    second = peewee.BigIntegerField()  # Unix time
+    field = peewee.CharField(max_length=24)  # o:<outcome> or l:<latency bucket>
+    n = peewee.BigIntegerField()
+
+    class Meta:
+        database = database
+        table_name = "dashboard_counts"
+        primary_key = peewee.CompositeKey("activity_id", "second", "field")
+
+
+MODELS = [Activity, SeckillRecord, Outbox, AnswerCount]
 
 
 def add_challenge(migrator: MySQLMigrator) -> None:

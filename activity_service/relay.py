@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections import deque
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from opentelemetry.trace import Tracer
 
 from activity_service import repository
 from activity_service.seckill import present_order
+from common import metrics
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
@@ -58,6 +60,7 @@ class OrderRelay:
     async def send(self, orders: list[dict]) -> None:
         """One internal call for many orders; their outbox rows go once it is acknowledged."""
         await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
+        metrics.count(metrics.RELAY_DELIVERED, (), len(orders))
         await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
 
     def deliver(self, orders: list[dict]) -> asyncio.Future:
@@ -93,6 +96,7 @@ class OrderRelay:
         self._spawn(self._hand_off(orders, acknowledged), context)
 
     async def _hand_off(self, orders: list[dict], acknowledged: list[asyncio.Future]) -> None:
+        started = time.perf_counter()
         try:
             # Bounded: the batches waiting behind this call must not wait on a hung peer.
             await asyncio.wait_for(
@@ -105,6 +109,7 @@ class OrderRelay:
                     future.set_result(None)  # whatever the outcome: nobody waits for the relay
             if not asyncio.current_task().cancelling():  # at shutdown the relay has the rest
                 self._send_next()
+        metrics.handed_off(len(orders), time.perf_counter() - started)
         self._delivered.extend(order["order_no"] for order in orders)
         if not self._flushing:
             self._flushing = True
@@ -128,6 +133,7 @@ class OrderRelay:
     def _settle(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
+            metrics.count(metrics.RELAY_FAILURES)
             logger.warning("order hand-off failed, the relay will retry: %s", task.exception())
 
     async def resend_pending(self) -> int:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from common.db import Cursor, Database, Result, Script, placeholders
+from common.db import Cursor, Database, Result, Script, placeholders, values_rows
+from common.formats import iso
 
 ACTIVITY_COLUMNS = (
     "SELECT id, name, product_name, price, stock, remaining, starts_at, ends_at, "
@@ -310,3 +311,70 @@ async def apply_releases(cur: Cursor, releases: dict[str, str], now: datetime) -
             # Would put remaining above stock: the books are already wrong; store nothing.
             raise RuntimeError(f"releasing {units} units of activity {activity_id} overflows stock")
     return released
+
+
+# Metrics (activity_service/probes.py)
+
+
+async def outbox_backlog(db: Database) -> dict:
+    """Outbox rows and the age in microseconds of the oldest, by the database's clock."""
+    return await db.fetch_one(
+        "SELECT COUNT(*) AS backlog, "
+        "TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) AS oldest_us FROM outbox"
+    )
+
+
+async def remaining_on_sale(db: Database, limit: int) -> list[dict]:
+    """id and remaining of the newest activities on sale now, at most limit."""
+    return await db.fetch_all(
+        "SELECT id, remaining FROM activities "
+        "WHERE starts_at <= UTC_TIMESTAMP(6) AND ends_at > UTC_TIMESTAMP(6) "
+        "ORDER BY id DESC LIMIT %s",
+        (limit,),
+    )
+
+
+# The sale dashboard (activity_service/dashboard.py)
+
+
+async def sale_state(db: Database, activity_id: int) -> dict | None:
+    row = await db.fetch_one(
+        "SELECT id, name, stock, remaining, released, starts_at, ends_at FROM activities "
+        "WHERE id = %s",
+        (activity_id,),
+    )
+    if row is not None:
+        row["starts_at"], row["ends_at"] = iso(row["starts_at"]), iso(row["ends_at"])
+    return row
+
+
+async def add_answer_counts(db: Database, rows: Sequence[tuple[int, int, str, int]]) -> None:
+    """Add to the per-second counts: one statement, atomic without a transaction."""
+    rows = sorted(rows)  # one lock order for concurrent workers
+    await db.execute(
+        "INSERT INTO dashboard_counts (activity_id, second, field, n) VALUES "  # noqa: S608
+        + values_rows(len(rows), 4)
+        + " ON DUPLICATE KEY UPDATE n = n + VALUES(n)",
+        tuple(value for row in rows for value in row),
+        name="add_answer_counts",
+    )
+
+
+async def answer_counts(
+    db: Database, activity_id: int, first: int, last: int
+) -> dict[int, dict[str, int]]:
+    rows = await db.fetch_all(
+        "SELECT second, field, n FROM dashboard_counts "
+        "WHERE activity_id = %s AND second BETWEEN %s AND %s",
+        (activity_id, first, last),
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(int(row["second"]), {})[row["field"]] = int(row["n"])
+    return counts
+
+
+async def drop_answer_counts(db: Database, before: int) -> None:
+    await db.execute(
+        "DELETE FROM dashboard_counts WHERE second < %s", (before,), name="drop_answer_counts"
+    )

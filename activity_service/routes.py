@@ -1,9 +1,12 @@
 """activity_service HTTP endpoints: parse, call the service, shape the response."""
 
+import time
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from activity_service.dashboard import OUTCOMES
 from activity_service.errors import ActivityNotFound
 from activity_service.schemas import (
     Activity,
@@ -15,8 +18,9 @@ from activity_service.schemas import (
     Releases,
     ReleasesApplied,
 )
+from common import metrics
 from common.auth import current_user, require_admin, require_service
-from common.errors import error_response
+from common.errors import AppError, error_response
 from common.openapi import (
     BEARER,
     SERVICE_TOKEN,
@@ -176,18 +180,32 @@ async def challenge(request: Request, activity_id: int) -> HTTPResponse:
 @problem_response(409, "sold_out, not_started or ended")
 @problem_response(429, "rate_limited: too many tries from this user or address; see Retry-After")
 async def seckill(request: Request, activity_id: int) -> HTTPResponse:
-    principal = await current_user(request)
-    checked_id(activity_id)
-    # What memory knows (your order, or sold out) first: it writes nothing, costs least,
-    # and is what most requests get after a sell-out (docs/seckill.md, the gate).
-    outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
-    if outcome is None:
-        await admit(request, activity_id, principal.user_id)
-        outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
+    try:
+        principal = await current_user(request)
+        checked_id(activity_id)
+        # What memory knows (your order, or sold out) first: it writes nothing, costs least,
+        # and is what most requests get after a sell-out (docs/seckill.md, the gate).
+        outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
+        if outcome is None:
+            await admit(request, activity_id, principal.user_id)
+            outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
+    except AppError as exc:
+        answered(request, activity_id, exc.code)
+        raise
     if outcome.error is not None:
+        answered(request, activity_id, outcome.error.code)
         # Returned, not raised: after a sell-out this is the answer most requests get.
         return error_response(outcome.error)
+    answered(request, activity_id, "created" if outcome.created else "repeat")
     return json(outcome.order, status=201 if outcome.created else 200)
+
+
+def answered(request: Request, activity_id: int, outcome: str) -> None:
+    """Counted for /metrics and for the sale dashboard (docs/dashboard.md)."""
+    metrics.count(metrics.SECKILL_ANSWERS, (outcome,))
+    if outcome in OUTCOMES:  # a sale's answers: not_found and unauthorized name no sale
+        seconds = time.perf_counter() - request.ctx.started
+        request.app.ctx.answer_counts.record(activity_id, outcome, seconds)
 
 
 @internal.post("/internal/releases")

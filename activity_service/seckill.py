@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, Tracer, get_current_span
 
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
+from common import metrics
 from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
@@ -384,6 +385,7 @@ class Seckill:
             outcomes, closed, handoff, generation = await self._commit_or_fail(
                 activity_id, state, batch, generation, read_at
             )
+        metrics.seckill_batch(len(batch), time.monotonic() - read_at)
         # Answer first: nothing after COMMIT may delay or fail these requests.
         now, new_orders = split_answers(batch, outcomes)
         answer(now)

@@ -29,3 +29,5 @@ class ActivitySettings(Settings):
     )(limit_setting)
     # How long a challenge from GET /activities/{id}/challenge may be solved and used.
     challenge_ttl_seconds: int = Field(300, ge=1)
+    # A read-only key for the sale dashboard, instead of an admin token (docs/dashboard.md).
+    dashboard_key: Annotated[str | None, SECRET] = Field(None, repr=False)

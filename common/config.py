@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     request_body_timeout_seconds: float = Field(30.0, gt=0)
     keep_alive_timeout_seconds: float = Field(75.0, gt=0)
 
+    # Prometheus metrics (docs/metrics.md): GET /metrics on the service's port, or on a port
+    # of its own (METRICS_PORT, bound to METRICS_HOST or else SERVICE_HOST), or off.
+    metrics: Literal["on", "off"] = "on"
+    metrics_port: int | None = Field(None, ge=1)
+    metrics_host: str | None = None
+
     access_log: bool = True
     log_level: str = "INFO"
 
@@ -180,7 +186,7 @@ class Settings(BaseSettings):
             return tuple(tag.strip() for tag in value.split(",") if tag.strip())
         return value
 
-    @field_validator("rate_limits", mode="before")
+    @field_validator("rate_limits", "metrics", mode="before")
     @classmethod
     def _on_off(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
+from common import metrics
 from common.config import Settings
 from common.retry import AsyncRetrying
 
@@ -290,11 +291,9 @@ class Database:
             retry_on=lambda exc: error_code(exc) in retryable,
             attempts=MAX_ATTEMPTS,
             wait=lambda number: random.uniform(0, 0.005 * number),  # jitter parts the colliders
-            log=lambda exc, _: logger.info(
-                "retrying %s after MySQL error %s", name, error_code(exc)
-            ),
+            log=lambda exc, _: retried(name, exc),
         ):
-            with retry:
+            with retry, metrics.timed(metrics.DB_LATENCY, name):
                 return await attempt(retry.number)
         raise AssertionError("unreachable")
 
@@ -304,6 +303,12 @@ class Database:
             return True
         except Exception:
             return False
+
+
+def retried(name: str, exc: BaseException) -> None:
+    code = error_code(exc)
+    metrics.count(metrics.DB_RETRIES, (name, str(code)))
+    logger.info("retrying %s after MySQL error %s", name, code)
 
 
 class SqlSpans:

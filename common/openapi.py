@@ -96,6 +96,11 @@ def json_response(status: int, model: type[BaseModel], description: str) -> Any:
     return openapi.response(status, {"application/json": component(model)}, description)
 
 
+def text_response(status: int, media_type: str, description: str) -> Any:
+    """A response that is text of media_type (an HTML page, the metrics, an event stream)."""
+    return openapi.response(status, {media_type: JsonSchema(type="string")}, description)
+
+
 def empty_response(status: int, description: str) -> Callable[[T], T]:
     """A response without a body (openapi.response would document one of any type)."""
 

@@ -6,9 +6,13 @@ import argparse
 import errno
 import importlib
 import logging
+import os
+import shutil
 import socket
 import sys
+import tempfile
 from functools import partial
+from pathlib import Path
 
 import peewee
 import pymysql
@@ -22,6 +26,8 @@ from common.logs import setup_logging
 # pymysql's codes for "nothing answered at that address" (refused, unknown host, lost, timeout).
 _UNREACHABLE = {2003, 2005, 2006, 2013}
 _ACCESS_DENIED = 1045
+# prometheus-client reads it when first imported: set before that (prepare_metrics_dir).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def mysql_problem_text(settings: Settings, exc: Exception) -> str:
@@ -98,7 +104,52 @@ def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
     problem = port_problem(settings) or mysql_problem(settings)
     if problem:
         sys.exit(f"{service_name}: {problem}")
-    serve(service_name, settings)
+    if settings.metrics == "off":
+        # No metric files at all: prometheus-client writes them whenever the variable is set.
+        given = os.environ.pop(METRICS_DIR_ENV, None)
+        if given:
+            empty_metrics_dir(Path(given))
+        serve(service_name, settings)
+        return
+    made = prepare_metrics_dir(service_name)
+    try:
+        if settings.metrics_port is not None:
+            serve_metrics_port(settings)
+        serve(service_name, settings)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def prepare_metrics_dir(service_name: str) -> Path | None:
+    """Before the workers start, and before anything imports prometheus_client: the
+    directory of the workers' metric files (docs/metrics.md). A given
+    PROMETHEUS_MULTIPROC_DIR is emptied (files of an earlier run would be counted again);
+    otherwise a fresh one is made, set for the workers, and returned to be removed at exit."""
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        empty_metrics_dir(directory)
+        return None
+    directory = Path(tempfile.mkdtemp(prefix=f"{service_name}-metrics-"))
+    os.environ[METRICS_DIR_ENV] = str(directory)
+    return directory
+
+
+def empty_metrics_dir(directory: Path) -> None:
+    for path in directory.glob("*.db"):
+        path.unlink()
+
+
+def serve_metrics_port(settings: Settings) -> None:
+    """METRICS_PORT: /metrics from a thread of the main process, off the service's port."""
+    from prometheus_client import start_http_server
+
+    from common.metrics import multiprocess_registry
+
+    host = settings.metrics_host or settings.host
+    start_http_server(settings.metrics_port, addr=host, registry=multiprocess_registry())
 
 
 def build_app(service_name: str, settings: Settings) -> Sanic:

@@ -14,7 +14,9 @@ Scenarios 2 and 4 run twice, side by side: with the rate limits off, and with th
 default limits on (RATE_LIMITS=on, shared through Redis at --redis-url, or per process
 when that is empty). wrk sends every buyer from one address, so the limits-on run
 raises LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never
-refusing); the per-user limit keeps its default. --challenge N runs every sale with
+refusing); the per-user limit keeps its default. They run a third time with the
+metrics off (METRICS=off; every other run has them on, the default), for their cost.
+--challenge N runs every sale with
 the anti-bot challenge on at difficulty N, each buyer's solution solved before the run.
 
 A sell-out run stops each wrk thread 2 s after its first 409, and its req/s
@@ -341,11 +343,18 @@ def main() -> None:
         print("\n".join("  " + c for c in checks))
         rejected_limited = bench.rejections(activity_id, users)
         show("4L. rejections after the sell-out, default rate limits on", rejected_limited)
+        bench.start_activity_service(METRICS="off")
+        unmetered, activity_id, users, checks = bench.sell_out()
+        show(f"2M. sell-out, group commit, metrics off, activity {activity_id}", unmetered)
+        print("\n".join("  " + c for c in checks))
+        rejected_unmetered = bench.rejections(activity_id, users)
+        show("4M. rejections after the sell-out, metrics off", rejected_unmetered)
         bench.start_activity_service(SECKILL_BATCH_MAX="1")
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        summary(bare, batched, single, rejected, limited, rejected_limited)
+        metered = (rejected_limited, unmetered, rejected_unmetered)
+        summary(bare, batched, single, rejected, limited, *metered)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -356,7 +365,14 @@ def main() -> None:
 
 
 def summary(
-    bare: Run, batched: Run, single: Run, rejected: Run, limited: Run, rejected_limited: Run
+    bare: Run,
+    batched: Run,
+    single: Run,
+    rejected: Run,
+    limited: Run,
+    rejected_limited: Run,
+    unmetered: Run,
+    rejected_unmetered: Run,
 ) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
@@ -367,9 +383,11 @@ def summary(
         ("1 bare /livez", bare, bare.rps),
         ("2 sell-out, group commit", batched, batched.sale_rps),
         ("2L the same, limits on", limited, limited.sale_rps),
+        ("2M the same, metrics off", unmetered, unmetered.sale_rps),
         ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
         ("4 rejections", rejected, rejected.rps),
         ("4L the same, limits on", rejected_limited, rejected_limited.rps),
+        ("4M the same, metrics off", rejected_unmetered, rejected_unmetered.rps),
     )
     for name, run, rps in rows:
         orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
@@ -387,6 +405,14 @@ def summary(
         "  rate limits on/off: "
         f"sell-out orders/s {limited.orders_per_second / max(batched.orders_per_second, 1e-9):.2f}"
         f"   rejections req/s {rejected_limited.rps / max(rejected.rps, 1e-9):.2f}"
+    )
+    print(
+        "  metrics on/off: "
+        f"sell-out orders/s {batched.orders_per_second:,.0f} / "
+        f"{unmetered.orders_per_second:,.0f} = "
+        f"{batched.orders_per_second / max(unmetered.orders_per_second, 1e-9):.2f}"
+        f"   rejections req/s {rejected.rps:,.0f} / {rejected_unmetered.rps:,.0f} = "
+        f"{rejected.rps / max(rejected_unmetered.rps, 1e-9):.2f}"
     )
 
 

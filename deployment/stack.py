@@ -155,7 +155,11 @@ class Stack(LoopbackUrls):
         for name in names or SERVICES:
             service = self.services[name]
             log = open(self.tmp / f"{name}.log", "ab")
-            port = {f"{service.upper()}_PORT": str(self.ports[name])}
+            port = {
+                f"{service.upper()}_PORT": str(self.ports[name]),
+                # Each instance's own metric files, emptied at each start (docs/metrics.md).
+                "PROMETHEUS_MULTIPROC_DIR": str(self.tmp / f"metrics-{name}"),
+            }
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", service],
                 env={**self.env, **port, **env},

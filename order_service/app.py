@@ -2,6 +2,7 @@
 
 import asyncio
 from contextlib import suppress
+from functools import partial
 
 from sanic import Sanic
 
@@ -10,10 +11,12 @@ from common.client import setup_client
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
+from common.metrics import setup_metrics
 from common.openapi import setup_openapi
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from order_service.lifecycle import ReleaseRelay, Sweeper
+from order_service.probes import probe_orders
 from order_service.routes import bp, internal
 from order_service.service import OrderService
 from order_service.settings import OrderSettings
@@ -24,6 +27,7 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
     app = new_app(settings, "seckill order_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_metrics(app, settings, probes=(partial(probe_orders, app),))
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

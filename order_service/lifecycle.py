@@ -7,6 +7,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from common import metrics
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
@@ -78,6 +79,7 @@ class Sweeper:
         expired = 0
         while True:
             order_nos = await repository.expire_due(self.db, SWEEP_BATCH, utcnow())
+            metrics.count(metrics.ORDER_EXPIRATIONS, (), len(order_nos))
             if order_nos:
                 self.relay.deliver([{"order_no": n, "status": "expired"} for n in order_nos])
             expired += len(order_nos)

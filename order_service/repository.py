@@ -150,3 +150,27 @@ async def mark_released(db: Database, order_nos: Sequence[str]) -> None:
         sorted(order_nos),
         name="mark_released",
     )
+
+
+# Metrics (order_service/probes.py)
+
+
+async def count_by_status(db: Database) -> dict[str, int]:
+    rows = await db.fetch_all("SELECT status, COUNT(*) AS n FROM orders GROUP BY status")
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+async def releases_backlog(db: Database) -> dict:
+    """Release outbox rows and the age in microseconds of the oldest."""
+    return await db.fetch_one(
+        "SELECT COUNT(*) AS backlog, TIMESTAMPDIFF(MICROSECOND, MIN(created_at), "
+        "UTC_TIMESTAMP(6)) AS oldest_us FROM release_outbox"
+    )
+
+
+async def states_of_activity(db: Database, activity_id: int) -> dict[str, int]:
+    rows = await db.fetch_all(
+        "SELECT status, COUNT(*) AS n FROM orders WHERE activity_id = %s GROUP BY status",
+        (activity_id,),
+    )
+    return {row["status"]: int(row["n"]) for row in rows}

@@ -18,7 +18,7 @@ from common.openapi import (
 )
 from common.schemas import Order
 from common.validation import parse_body, parse_query
-from order_service.schemas import Accepted, NewOrders, OrderPage, OrderQuery
+from order_service.schemas import Accepted, NewOrders, OrderPage, OrderQuery, OrderStates
 
 bp = Blueprint("orders")
 internal = Blueprint("internal_orders")
@@ -111,3 +111,18 @@ async def accept_orders(request: Request) -> HTTPResponse:
     body = parse_body(request, NewOrders)
     accepted = Accepted(accepted=await request.app.ctx.orders.accept(body.orders))
     return json(accepted.model_dump(mode="json"))
+
+
+@internal.get("/internal/activities/<activity_id:int>/order-states")
+@openapi.summary("How many of an activity's orders are in each state (the sale dashboard's)")
+@openapi.tag("internal")
+@openapi.secured(SERVICE_TOKEN)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@json_response(200, OrderStates, "the counts; 0 for an activity without orders")
+@problem_response(403, "forbidden: the service credential is required")
+@problem_response(404, "not_found: the id is not an integer")
+async def order_states(request: Request, activity_id: int) -> HTTPResponse:
+    require_service(request)
+    counts = await request.app.ctx.orders.states(activity_id)
+    states = OrderStates(**{state: counts.get(state, 0) for state in OrderStates.model_fields})
+    return json(states.model_dump(mode="json"))

@@ -53,3 +53,12 @@ class NewOrders(BaseModel):
 
 class Accepted(BaseModel):
     accepted: int
+
+
+class OrderStates(BaseModel):
+    """How many of one activity's orders are in each state."""
+
+    created: int = Field(examples=[120])
+    paid: int = Field(examples=[300])
+    cancelled: int = Field(examples=[4])
+    expired: int = Field(examples=[9])

@@ -30,6 +30,10 @@ class OrderService:
         # deliver_releases([{"order_no", "status"}]): hand released units back right away.
         self.deliver_releases = deliver_releases or (lambda releases: None)
 
+    async def states(self, activity_id: int) -> dict[str, int]:
+        """status -> how many of the activity's orders have it."""
+        return await repository.states_of_activity(self.db, activity_id)
+
     async def accept(self, orders: list[NewOrder]) -> int:
         rows = [
             order.model_dump()

@@ -8,6 +8,7 @@ from common.auth import TokenVerifier, load_private_key
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
+from common.metrics import setup_metrics
 from common.openapi import setup_openapi
 from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
@@ -24,6 +25,7 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
     app = new_app(settings, "seckill user_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_metrics(app, settings)
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

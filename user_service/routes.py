@@ -4,6 +4,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from common import metrics
 from common.auth import current_user, public_jwk
 from common.headers import NO_STORE
 from common.openapi import BEARER, json_body, json_response, path_parameter, problem_response
@@ -25,9 +26,10 @@ bp = Blueprint("users")
 @problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
 @problem_response(429, "rate_limited: too many sign-ups from this address; see Retry-After")
 async def register(request: Request) -> HTTPResponse:
-    await request.app.ctx.limiter.hit(request.app.ctx.limits.signups, client_ip(request))
-    body = parse_body(request, Credentials)
-    user = await request.app.ctx.users.register(body.username, body.password)
+    with metrics.outcome_of(metrics.USER_REGISTRATIONS, "created"):
+        await request.app.ctx.limiter.hit(request.app.ctx.limits.signups, client_ip(request))
+        body = parse_body(request, Credentials)
+        user = await request.app.ctx.users.register(body.username, body.password)
     return json(user.model_dump(mode="json"), status=201)
 
 
@@ -44,9 +46,10 @@ async def register(request: Request) -> HTTPResponse:
 )
 @problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
 async def login(request: Request) -> HTTPResponse:
-    await request.app.ctx.limiter.hit(request.app.ctx.limits.logins, client_ip(request))
-    body = parse_body(request, Credentials)
-    token = await request.app.ctx.users.login(body.username, body.password)
+    with metrics.outcome_of(metrics.USER_LOGINS, "ok"):
+        await request.app.ctx.limiter.hit(request.app.ctx.limits.logins, client_ip(request))
+        body = parse_body(request, Credentials)
+        token = await request.app.ctx.users.login(body.username, body.password)
     return json(token.model_dump(mode="json"), headers=NO_STORE)
 
 

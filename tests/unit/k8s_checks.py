@@ -37,6 +37,8 @@ LOCUSTFILE = ROOT / "deployment" / "locust" / "locustfile.py"
 NOT_READ_BY_SERVICES = {"MYSQL_ROOT_PASSWORD", "ACTIVITY_SERVICE_WORKERS"}
 # Read by deployment/entrypoint.py, which runs the migrations.
 READ_BY_ENTRYPOINT = {"SERVICE", "MYSQL_WAIT_TIMEOUT"}
+# Read by common/runner.py before the workers start (docs/metrics.md).
+READ_BY_RUNNER = {"PROMETHEUS_MULTIPROC_DIR"}
 # Left unset on purpose: the default is right in Kubernetes.
 DEFAULTED = {
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "derived from OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -46,6 +48,9 @@ DEFAULTED = {
     "OTEL_EXPORTER_OTLP_TIMEOUT": "the SDK's default",
     "FORWARDED_SECRET": "only for a proxy that signs its Forwarded header",
     "FORWARDED_SECRET_FILE": "only for a proxy that signs its Forwarded header",
+    "PROMETHEUS_MULTIPROC_DIR": "a fresh directory under the pod's /tmp each start",
+    "DASHBOARD_KEY": "optional: the dashboard takes an admin token without it",
+    "DASHBOARD_KEY_FILE": "optional: the dashboard takes an admin token without it",
 }
 # The migration init container serves nothing: it neither registers nor creates the admin.
 NOT_READ_BY_MIGRATIONS = {"SERVICE_ADVERTISE_HOST", "ADMIN_PASSWORD"}
@@ -57,7 +62,7 @@ WRITABLE_ROOT = {"mysql": "mysqld writes its socket and pid file under /var/run/
 def names_read(service: str) -> frozenset[str]:
     """Every variable this service's processes read: a field of its settings class (a secret
     also as NAME_FILE), the entrypoint's, and the OTEL_* of .env_template the SDK reads."""
-    names = set(READ_BY_ENTRYPOINT)
+    names = READ_BY_ENTRYPOINT | READ_BY_RUNNER
     for name, field in SETTINGS[service].model_fields.items():
         variable = str(field.validation_alias or name).upper()
         names.add(variable)

@@ -1,0 +1,328 @@
+"""Prometheus metrics for every service: `GET /metrics`, every worker counted (docs/metrics.md).
+
+prometheus-client's multiprocess mode keeps each worker's values in files under
+PROMETHEUS_MULTIPROC_DIR (the runner sets and empties it before the workers start) and
+the worker that answers a scrape sums them. Writing those files costs about 8 µs a
+request (measured: a counter, a histogram and an in-flight gauge); the hot path instead
+adds to plain dicts in its own process (about 0.3 µs) and a task of each worker hands the
+sums to prometheus-client once a second (Tally). Labels are bounded: route templates,
+never paths; codes and names from the code, never ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, raw
+from sanic_ext import openapi
+
+from common.config import Settings
+from common.errors import AppError
+from common.openapi import text_response
+
+logger = logging.getLogger("seckill.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PATH = "/metrics"
+# The route label of a request that matched no route (404, 405): one value, never the path.
+UNMATCHED = "unmatched"
+FLUSH_SECONDS = 1.0
+# Gauges read from the database (backlogs, stock, order states): by the first worker only.
+PROBE_SECONDS = 2.0
+# 1 ms to 1 s, and two above for the slow tail.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+# HTTP
+HTTP_REQUESTS = Counter(
+    "http_requests", "Requests answered, by route template, method and status",
+    ["route", "method", "status"],
+)  # fmt: skip
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds", "Time from a request's head to its answer, by route template",
+    ["route"], buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+HTTP_IN_FLIGHT = Gauge(
+    "http_requests_in_flight", "Requests being handled", multiprocess_mode="livesum"
+)
+# MySQL
+DB_POOL_IN_USE = Gauge(
+    "db_pool_connections_in_use", "Pool connections lent out", multiprocess_mode="livesum"
+)
+DB_POOL_SIZE = Gauge(
+    "db_pool_connections_max", "The pools' bound (DB_POOL_SIZE per worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+DB_RETRIES = Counter(
+    "db_transaction_retries", "Transactions tried again, by name and MySQL error code",
+    ["name", "code"],
+)  # fmt: skip
+DB_LATENCY = Histogram(
+    "db_statement_duration_seconds",
+    "Named transactions and statements (common/db.py's names), each attempt included",
+    ["name"], buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+# Seckill (activity_service)
+SECKILL_ANSWERS = Counter("seckill_answers", "Seckill answers, by outcome", ["outcome"])
+SECKILL_BATCH_SIZE = Histogram(
+    "seckill_batch_size", "Buyers per seckill batch", buckets=BATCH_SIZE_BUCKETS
+)
+SECKILL_BATCH_SECONDS = Histogram(
+    "seckill_batch_duration_seconds", "One seckill batch's transaction", buckets=LATENCY_BUCKETS
+)
+SECKILL_HANDOFF_SECONDS = Histogram(
+    "seckill_handoff_duration_seconds", "Orders handed to order_service: one call",
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+RELAY_DELIVERED = Counter("seckill_relay_delivered_orders", "Orders order_service acknowledged")
+RELAY_FAILURES = Counter("seckill_relay_failures", "Hand-offs to order_service that failed")
+OUTBOX_BACKLOG = Gauge(
+    "seckill_outbox_backlog", "Orders not yet acknowledged by order_service",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+OUTBOX_OLDEST = Gauge(
+    "seckill_outbox_oldest_age_seconds", "Age of the oldest order not yet acknowledged",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+REMAINING_STOCK = Gauge(
+    "seckill_remaining_stock", "Units left, per activity on sale now (at most 50)",
+    ["activity"], multiprocess_mode="mostrecent",
+)  # fmt: skip
+# Orders (order_service)
+ORDERS = Gauge("orders", "Orders, by status", ["status"], multiprocess_mode="mostrecent")
+ORDER_EXPIRATIONS = Counter("order_expirations", "Unpaid orders expired by the sweeper")
+RELEASES_PENDING = Gauge(
+    "order_releases_pending", "Units given back, not yet acknowledged by activity_service",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+RELEASES_OLDEST = Gauge(
+    "order_releases_oldest_age_seconds", "Age of the oldest release not yet acknowledged",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+# Users (user_service)
+USER_LOGINS = Counter("user_logins", "Logins, by result (ok or the error's code)", ["result"])
+USER_REGISTRATIONS = Counter(
+    "user_registrations", "Sign-ups, by result (created or the error's code)", ["result"]
+)
+# Discovery
+PEER_INSTANCES = Gauge(
+    "discovery_healthy_instances", "Healthy instances this service knows of, per peer",
+    ["peer"], multiprocess_mode="mostrecent",
+)  # fmt: skip
+
+# The sale dashboard (activity_service) and what a stream may leave behind
+DASHBOARD_STREAMS = Gauge(
+    "dashboard_streams_open", "Dashboard event streams open", multiprocess_mode="livesum"
+)
+ASYNCIO_TASKS = Gauge(
+    "asyncio_tasks", "Tasks of the workers' event loops", multiprocess_mode="livesum"
+)
+
+Probe = Callable[[], Awaitable[None]]
+
+
+class Tally:
+    """Counts and observations summed in the process, handed to prometheus-client by flush()."""
+
+    def __init__(self) -> None:
+        self.enabled = True  # METRICS=off: nothing is kept
+        self.counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        # (histogram, labels) -> [count per bucket..., sum]
+        self.observed: dict[tuple[Histogram, tuple[str, ...]], list[float]] = {}
+
+    def count(self, counter: Counter, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        if not self.enabled:
+            return
+        key = (counter, labels)
+        self.counts[key] = self.counts.get(key, 0) + amount
+
+    def observe(self, histogram: Histogram, value: float, labels: tuple[str, ...] = ()) -> None:
+        if not self.enabled:
+            return
+        key = (histogram, labels)
+        sums = self.observed.get(key)
+        if sums is None:
+            sums = self.observed[key] = [0.0] * (len(histogram._upper_bounds) + 1)
+        sums[bisect.bisect_left(histogram._upper_bounds, value)] += 1
+        sums[-1] += value
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        observed, self.observed = self.observed, {}
+        for (counter, labels), amount in counts.items():
+            (counter.labels(*labels) if labels else counter).inc(amount)
+        for (histogram, labels), sums in observed.items():
+            # What Histogram.observe does one value at a time, a bucket's count at once.
+            child = histogram.labels(*labels) if labels else histogram
+            for bucket, number in zip(child._buckets, sums[:-1], strict=True):
+                if number:
+                    bucket.inc(number)
+            child._sum.inc(sums[-1])
+
+
+TALLY = Tally()
+count = TALLY.count
+observe = TALLY.observe
+
+
+def seckill_batch(size: int, seconds: float) -> None:
+    TALLY.observe(SECKILL_BATCH_SIZE, size)
+    TALLY.observe(SECKILL_BATCH_SECONDS, seconds)
+
+
+def handed_off(orders: int, seconds: float) -> None:
+    TALLY.observe(SECKILL_HANDOFF_SECONDS, seconds)
+    TALLY.count(RELAY_DELIVERED, (), orders)
+
+
+@contextmanager
+def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TALLY.observe(histogram, time.perf_counter() - started, labels)
+
+
+@contextmanager
+def outcome_of(counter: Counter, success: str) -> Iterator[None]:
+    """Count success, or the code of the AppError raised (a bounded set), by result."""
+    try:
+        yield
+    except AppError as exc:
+        TALLY.count(counter, (exc.code,))
+        raise
+    TALLY.count(counter, (success,))
+
+
+def multiprocess_on() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that reads every worker's files (one per scrape, as the client advises)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def exposition() -> bytes:
+    """Every worker's metrics in the text format: from the shared files, or this process's."""
+    return generate_latest(multiprocess_registry() if multiprocess_on() else REGISTRY)
+
+
+def is_first_worker() -> bool:
+    worker = os.environ.get("SANIC_WORKER_NAME", "")
+    return worker == "" or worker.startswith("Sanic-Server-0-")
+
+
+def route_label(request: Request) -> str:
+    route = request.route
+    return route.uri if route is not None else UNMATCHED
+
+
+def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()) -> None:
+    """GET /metrics (unless METRICS=off or METRICS_PORT moves it), the HTTP metrics, and a
+    task per worker that flushes the tally, sets the pool gauges and runs probes."""
+    app.ctx.metric_probes = list(probes)
+    TALLY.enabled = settings.metrics == "on"
+    if not TALLY.enabled:
+        return
+    in_flight: weakref.WeakSet[Request] = weakref.WeakSet()
+
+    @app.on_request(priority=99)
+    async def request_started(request: Request) -> None:
+        # A WeakSet: a request whose client left before its answer still leaves the count.
+        in_flight.add(request)
+
+    @app.on_response(priority=99)
+    async def request_answered(request: Request, response: HTTPResponse) -> None:
+        in_flight.discard(request)
+        route = route_label(request)
+        TALLY.count(HTTP_REQUESTS, (route, request.method, str(response.status)))
+        started = getattr(request.ctx, "started", None)
+        if started is not None:
+            TALLY.observe(HTTP_LATENCY, time.perf_counter() - started, (route,))
+
+    if settings.metrics_port is None:
+
+        @app.get(METRICS_PATH, name="metrics")
+        @openapi.summary("Prometheus metrics of every worker of this instance (text format)")
+        @openapi.tag("health")
+        @text_response(200, "text/plain", "the metrics, in Prometheus' text format 0.0.4")
+        async def metrics(request: Request) -> HTTPResponse:
+            """Prometheus text format; every worker's counts (docs/metrics.md)."""
+            flush(request.app, in_flight)
+            return raw(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.after_server_start
+    async def start_flushing(app: Sanic) -> None:
+        app.ctx.metrics_loop = asyncio.create_task(flush_forever(app, in_flight), name="metrics")
+
+    @app.before_server_stop
+    async def stop_flushing(app: Sanic) -> None:
+        app.ctx.metrics_loop.cancel()
+        with suppress(asyncio.CancelledError):
+            await app.ctx.metrics_loop
+        flush(app, in_flight)
+
+    @app.after_server_stop
+    async def leave(app: Sanic) -> None:
+        if multiprocess_on():
+            # This worker's live gauges stop counting (livesum); its counters stay.
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def flush(app: Sanic, in_flight: weakref.WeakSet) -> None:
+    TALLY.flush()
+    HTTP_IN_FLIGHT.set(len(in_flight))
+    ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
+    pool = getattr(getattr(app.ctx, "db", None), "pool", None)
+    if pool is not None:
+        DB_POOL_IN_USE.set(pool.size - pool.freesize)
+        DB_POOL_SIZE.set(pool.maxsize)
+
+
+async def flush_forever(app: Sanic, in_flight: weakref.WeakSet) -> None:
+    probing = is_first_worker()
+    next_probe = 0.0
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            flush(app, in_flight)
+            if probing and time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + PROBE_SECONDS
+                await run_probes(app)
+        except Exception as exc:  # a metric is never worth a worker
+            logger.warning("metrics: %r", exc)
+
+
+async def run_probes(app: Sanic) -> None:
+    resolver = getattr(app.ctx, "resolver", None)
+    peers = getattr(app.ctx, "peers", {})
+    if resolver is not None:
+        for peer in peers:
+            PEER_INSTANCES.labels(peer).set(len(resolver.instances(peer)))
+    for probe in app.ctx.metric_probes:
+        try:
+            await asyncio.wait_for(probe(), timeout=PROBE_SECONDS)
+        except Exception as exc:  # MySQL away: the next round tries again
+            logger.info("metrics probe %s failed: %r", getattr(probe, "__name__", probe), exc)
