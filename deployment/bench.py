@@ -43,6 +43,7 @@ from pathlib import Path
 
 from activity_service.challenge import Challenges, hmac_key
 from common.auth import issue_token, load_private_key
+from deployment import microbench
 from deployment.altcha_solver import solve
 from deployment.invariants import Answers, books_from_databases, settle
 from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
@@ -321,6 +322,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print("buyers' tokens are minted with the stack's signing key for synthetic user ids")
+    print("\n0. the batch path alone (python -m deployment.microbench): no HTTP, real MySQL")
+    micro = microbench.run(["--orders", "1000" if args.quick else "5000"], report=indented)
     try:
         bench.start()
         bare = bench.bare()
@@ -345,7 +348,7 @@ def main() -> None:
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        summary(bare, batched, single, rejected, limited, rejected_limited)
+        summary(bare, batched, single, rejected, limited, rejected_limited, micro)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -355,8 +358,18 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def indented(line: str) -> None:
+    print("  " + line.replace("\n", "\n  "), flush=True)
+
+
 def summary(
-    bare: Run, batched: Run, single: Run, rejected: Run, limited: Run, rejected_limited: Run
+    bare: Run,
+    batched: Run,
+    single: Run,
+    rejected: Run,
+    limited: Run,
+    rejected_limited: Run,
+    micro: dict[int, float],
 ) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
@@ -388,6 +401,8 @@ def summary(
         f"sell-out orders/s {limited.orders_per_second / max(batched.orders_per_second, 1e-9):.2f}"
         f"   rejections req/s {rejected_limited.rps / max(rejected.rps, 1e-9):.2f}"
     )
+    cpu = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
+    print(f"  the batch path's CPU per order, µs (0.): {cpu}")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,9 @@ async def measure(db: Database, batch_size: int, writers: int, seconds: float) -
     return run
 
 
-def check_books(db: Database, activity_id: int, orders: int) -> None:
-    """Stock taken == records stored == orders counted, one record per user."""
+def check_books(db: Database, activity_id: int, orders: int, delivered: bool = False) -> None:
+    """Stock taken == records stored == orders counted, one record per user; and if
+    delivered, no hand-off left undelivered."""
 
     def query(service: str, sql: str, args: tuple = ()) -> list[dict]:
         if service != "activity_service":
@@ -148,6 +149,8 @@ def check_books(db: Database, activity_id: int, orders: int) -> None:
             f"activity {activity_id}: {taken} taken, {len(books.records)} records, "
             f"{len(users)} users, {orders} orders counted"
         )
+    if delivered and books.outbox:
+        raise AssertionError(f"{books.outbox} hand-offs not marked delivered")
 
 
 def durability_settings() -> dict[str, object]:
