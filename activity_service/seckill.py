@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, Tracer, get_current_span
 
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
+from activity_service.repository import NewOrders
 from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
@@ -38,9 +39,16 @@ HOLDERS_PAGE = 500
 HANDOFF_WAIT_SECONDS = 1.0
 
 
+def new_order_nos(now: datetime, count: int) -> list[str]:
+    """Sortable by time, unguessable: 17 digits of time and 12 random hex digits each.
+    The time is formatted, and the randomness drawn, once for the whole batch."""
+    prefix = now.strftime("%Y%m%d%H%M%S%f")[:17]
+    random = secrets.token_hex(6 * count)
+    return [prefix + random[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
 def new_order_no(now: datetime) -> str:
-    """Sortable by time, unguessable: 17 digits of time and 12 random hex digits."""
-    return now.strftime("%Y%m%d%H%M%S%f")[:17] + secrets.token_hex(6)
+    return new_order_nos(now, 1)[0]
 
 
 def present_order(record: dict) -> dict:
@@ -56,19 +64,24 @@ def present_order(record: dict) -> dict:
     }
 
 
-def new_records(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> list[dict]:
+def new_orders(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> NewOrders:
+    """The batch's new orders, built once as answered and handed to order_service (what
+    present_order would make of their records); what they share is formatted once."""
     expires_at = now + timedelta(seconds=activity["pay_within_seconds"])
-    return [
+    amount, created, expires = money(activity["price"]), iso(now), iso(expires_at)
+    orders = [
         {
+            "order_no": order_no,
             "activity_id": activity_id,
             "user_id": user_id,
-            "order_no": new_order_no(now),
-            "amount": activity["price"],
-            "created_at": now,
-            "expires_at": expires_at,
+            "amount": amount,
+            "status": "created",
+            "created_at": created,
+            "expires_at": expires,
         }
-        for user_id in user_ids
+        for user_id, order_no in zip(user_ids, new_order_nos(now, len(user_ids)), strict=True)
     ]
+    return NewOrders(orders, activity["price"], now, expires_at)
 
 
 @dataclass(slots=True)
@@ -107,7 +120,7 @@ class Triage:
     closed: Closed | None
 
 
-# What a batch's transaction returns: the outcomes, the records it created, and
+# What a batch's transaction returns: the outcomes, the new orders (as presented), and
 # whether the activity is now closed to newcomers.
 BatchResult = tuple[dict[int, Outcome], list[dict], Closed | None]
 
@@ -169,11 +182,11 @@ def grant(
     left: int,
     now: datetime,
 ) -> BatchResult:
-    """The batch's outcomes once the winners' records are stored and `left` remain:
+    """The batch's outcomes once the winners' orders are stored and `left` remain:
     a new order each; if that sold the activity out, everyone else is refused."""
     outcomes = sale.outcomes
-    for record in created:
-        outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
+    for order in created:
+        outcomes[order["user_id"]] = Outcome(order=order, created=True)
     closed = None
     if left == 0:
         closed = sold_out(activity_id, activity, now)
@@ -462,7 +475,7 @@ class Seckill:
         outcomes, created, closed, released = result
         handoff = None
         if created:
-            handoff = self.deliver([o.order for o in outcomes.values() if o.created])
+            handoff = self.deliver(created)
         generation = state.remember(outcomes, released, generation, read_at)
         return outcomes, closed, handoff, generation
 
@@ -504,13 +517,13 @@ class Seckill:
         if sale.losers and not under_lock:  # the read says too little is left
             await tx.rollback()
             return None
-        created = new_records(activity_id, activity, sale.winners, now)
-        left = await tx.commit(repository.place_orders(activity_id, created))
+        batch = new_orders(activity_id, activity, sale.winners, now)
+        left = await tx.commit(repository.place_orders(activity_id, batch))
         if left is None:  # taken by another worker or instance since our read; nothing stored
             if under_lock:
                 raise RuntimeError("conditional stock update failed under a row lock")
             return None
-        return (*grant(activity_id, activity, sale, created, left, now), released)
+        return (*grant(activity_id, activity, sale, batch.orders, left, now), released)
 
     async def _load_holders_and_close(
         self,

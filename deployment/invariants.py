@@ -186,7 +186,10 @@ def books_from_databases(query: Query, activity_id: int) -> Books:
         "SELECT order_no FROM seckill_records WHERE activity_id = %s AND released_as IS NOT NULL",
         (activity_id,),
     )
-    outbox = query("activity_service", "SELECT COUNT(*) AS n FROM outbox")[0]["n"]
+    outbox = query(
+        "activity_service",
+        "SELECT COUNT(*) AS n FROM seckill_records WHERE delivered_at IS NULL",
+    )[0]["n"]
     release_outbox = query("order_service", "SELECT COUNT(*) AS n FROM release_outbox")[0]["n"]
     return Books(
         stock=activity["stock"],

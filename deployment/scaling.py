@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from activity_service import models, repository
-from activity_service.seckill import new_records
+from activity_service.seckill import new_orders
 from common.db import Database, ScriptedTransaction
 from common.formats import utcnow
 from deployment.invariants import books_from_databases
@@ -84,11 +84,11 @@ async def sell_batch(db: Database, activity_id: int, user_ids: list[int]) -> int
 
     async def sell(tx: ScriptedTransaction) -> int:
         activity, _ = await tx.begin(repository.activity_and_holders(activity_id, user_ids))
-        records = new_records(activity_id, activity, user_ids, utcnow())
-        left = await tx.commit(repository.place_orders(activity_id, records))
+        batch = new_orders(activity_id, activity, user_ids, utcnow())
+        left = await tx.commit(repository.place_orders(activity_id, batch))
         if left is None:
             raise RuntimeError("the stock ran out: raise STOCK or shorten the run")
-        return len(records)
+        return len(batch.orders)
 
     return await db.scripted_transaction(sell, name="seckill_batch")
 
