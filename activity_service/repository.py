@@ -128,37 +128,38 @@ async def delete_activity(cur: Cursor, activity_id: int) -> None:
 # The seckill
 
 
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _split_activity_and_holders(
     activity_id: int, rows: Sequence[dict]
 ) -> tuple[dict | None, list[dict]]:
+    """The read's one JSON value: the activity's columns, and its batch holders as arrays."""
     if not rows:
         return None, []
-    first = rows[0]
+    sale = orjson.loads(rows[0]["sale"])
     activity = {
-        key: first[key]
-        for key in (
-            "id",
-            "price",
-            "stock",
-            "remaining",
-            "starts_at",
-            "ends_at",
-            "pay_within_seconds",
-            "released",
-        )
+        "id": activity_id,
+        "price": Decimal(sale["price"]),
+        "stock": sale["stock"],
+        "remaining": sale["remaining"],
+        "starts_at": _timestamp(sale["starts_at"]),
+        "ends_at": _timestamp(sale["ends_at"]),
+        "pay_within_seconds": sale["pay_within_seconds"],
+        "released": sale["released"],
     }
     records = [
         {
             "activity_id": activity_id,
-            "user_id": row["user_id"],
-            "order_no": row["order_no"],
-            "amount": row["amount"],
-            "created_at": row["ordered_at"],
-            "expires_at": row["expires_at"],
-            "released_as": row["released_as"],
+            "user_id": user_id,
+            "order_no": order_no,
+            "amount": Decimal(amount),
+            "created_at": _timestamp(created_at),
+            "expires_at": _timestamp(expires_at),
+            "released_as": released_as,
         }
-        for row in rows
-        if row["user_id"] is not None
+        for user_id, order_no, amount, created_at, expires_at, released_as in sale["holders"] or ()
     ]
     return activity, records
 
@@ -166,9 +167,6 @@ def _split_activity_and_holders(
 # The batch's users, and its new orders, each go as ONE JSON parameter read with
 # JSON_TABLE (MariaDB 10.6+, MySQL 8.0.4+; the same syntax in both): one string to
 # escape and parse instead of a %s per value and a SELECT per row.
-BATCH_USERS = "JSON_TABLE(%s, '$[*]' COLUMNS (user_id BIGINT PATH '$')) AS batch"
-
-
 def activity_and_holders(
     activity_id: int, user_ids: Sequence[int], lock_stock: bool = False
 ) -> Script[tuple[dict | None, list[dict]]]:
@@ -178,14 +176,18 @@ def activity_and_holders(
     locking read sees the latest committed row, whatever the snapshot); the lock
     is then held until the transaction ends.
     """
+    # One JSON value, not a column each: every column costs the client a descriptor packet
+    # to parse, and this read runs once per batch (docs/seckill.md).
     read = (
-        "SELECT a.id, a.price, a.stock, a.remaining, a.starts_at, a.ends_at, "
-        "a.pay_within_seconds, a.released, r.user_id, r.order_no, r.amount, "
-        "r.created_at AS ordered_at, r.expires_at, r.released_as "
-        "FROM activities a LEFT JOIN (" + BATCH_USERS + " JOIN seckill_records r "
-        "ON r.activity_id = %s AND r.user_id = batch.user_id) ON TRUE "
-        "WHERE a.id = %s",
-        (orjson.dumps(list(user_ids)).decode(), activity_id, activity_id),
+        "SELECT JSON_OBJECT('price', CAST(a.price AS CHAR), 'stock', a.stock, "
+        "'remaining', a.remaining, 'starts_at', a.starts_at, 'ends_at', a.ends_at, "
+        "'pay_within_seconds', a.pay_within_seconds, 'released', a.released, 'holders', "
+        "(SELECT JSON_ARRAYAGG(JSON_ARRAY(r.user_id, r.order_no, CAST(r.amount AS CHAR), "
+        "r.created_at, r.expires_at, r.released_as)) "
+        "FROM JSON_TABLE(%s, '$[*]' COLUMNS (user_id BIGINT PATH '$')) AS batch "
+        "JOIN seckill_records r ON r.activity_id = a.id AND r.user_id = batch.user_id)) AS sale "
+        "FROM activities a WHERE a.id = %s",
+        (orjson.dumps(list(user_ids)).decode(), activity_id),
     )
     if not lock_stock:
         return Script(

@@ -98,7 +98,7 @@ class Queued(NamedTuple):
 
     user_id: int
     future: asyncio.Future
-    span: Span
+    span: Span | None  # None while tracing is off
 
 
 @dataclass(slots=True)
@@ -234,9 +234,10 @@ class ActivityState:
     running: int = 0  # batch runners in flight
     loading: bool = False  # a task is loading every holder before closing
 
-    def answer(self, user_id: int) -> Outcome | None:
+    def answer(self, user_id: int, now: float | None = None) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         if self.confirmed_until <= now:
             return None
         order = self.holders.get(user_id)
@@ -279,9 +280,10 @@ class ActivityState:
         """Up to batch_max queued requests that memory cannot answer; those it can,
         it answers on the way."""
         batch: list[Queued] = []
+        now = time.monotonic()  # one clock read for the batch: it is taken in one go
         while self.queue and len(batch) < batch_max:
             request = self.queue.popleft()
-            outcome = self.answer(request.user_id)
+            outcome = self.answer(request.user_id, now) if self.confirmed_until > now else None
             if outcome is None:
                 batch.append(request)
             elif not request.future.done():
@@ -359,7 +361,9 @@ class Seckill:
         if outcome is not None:
             return outcome
         future = asyncio.get_running_loop().create_future()
-        state.queue.append(Queued(user_id, future, get_current_span()))
+        # The request's span only matters to the batch's links while tracing is on.
+        span = get_current_span() if self.tracer is not None else None
+        state.queue.append(Queued(user_id, future, span))
         if state.running < self.in_flight:
             state.running += 1
             self._spawn(self._drain(activity_id, state))
@@ -390,7 +394,7 @@ class Seckill:
         with batch_span(
             self.tracer,
             "seckill batch",
-            [request.span for request in batch],
+            [request.span for request in batch] if self.tracer is not None else (),
             {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
         ):
             outcomes, closed, handoff, generation = await self._commit_or_fail(
