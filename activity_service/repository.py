@@ -205,7 +205,12 @@ def activity_and_holders(
     return Script([lock, read], with_locked_stock)
 
 
-TAKE_STOCK = "UPDATE activities SET remaining = remaining - %s WHERE id = %s AND remaining >= %s"
+# LAST_INSERT_ID(expr) hands what remains back in the UPDATE's own OK packet, the
+# documented sequence idiom of MySQL and MariaDB: no SELECT, no result set to parse.
+TAKE_STOCK = (
+    "UPDATE activities SET remaining = LAST_INSERT_ID(remaining - %s) "
+    "WHERE id = %s AND remaining >= %s"
+)
 INSERT_ORDERS = (
     "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at, "
     "expires_at) SELECT %s, batch.user_id, batch.order_no, %s, %s, %s FROM "
@@ -228,12 +233,10 @@ def place_orders(activity_id: int, batch: NewOrders) -> Script[int | None]:
         (TAKE_STOCK, (wanted, activity_id, wanted)),
         ("SET @seckill_granted = ROW_COUNT()", ()),
         (INSERT_ORDERS, (activity_id, batch.amount, batch.created_at, batch.expires_at, pairs)),
-        # After our own UPDATE this reads the row's latest version, under our lock.
-        ("SELECT remaining FROM activities WHERE id = %s", (activity_id,)),
     ]
 
     def remaining(results: list[Result]) -> int | None:
-        taken, _, records_in, left = results
+        taken, _, records_in = results
         if taken.rowcount != 1:
             return None
         if records_in.rowcount != wanted:
@@ -242,7 +245,7 @@ def place_orders(activity_id: int, batch: NewOrders) -> Script[int | None]:
             raise RuntimeError(
                 f"stock for {wanted} orders taken but {records_in.rowcount} records stored"
             )
-        return left.rows[0]["remaining"]
+        return taken.lastrowid  # what remains after our UPDATE, under our row lock
 
     return Script(statements, remaining)
 
