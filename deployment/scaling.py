@@ -6,7 +6,7 @@ database made by activity_service's migrations (under a `sktest_` prefix,
 dropped afterwards). One writer runs one batch transaction after another, as
 one activity_service worker does with its one batch in flight per activity:
 the read of the activity and the batch's holders, then the conditional stock
-UPDATE, the records' and outbox rows' INSERTs and the COMMIT. Several writers
+UPDATE, the records' INSERT and the COMMIT. Several writers
 stand for several workers or instances selling the same activity: they queue
 on its row lock from the UPDATE to the COMMIT, so what they add is bounded by
 how fast the server commits.
@@ -135,7 +135,7 @@ def check_books(db: Database, activity_id: int, orders: int, delivered: bool = F
 
     def query(service: str, sql: str, args: tuple = ()) -> list[dict]:
         if service != "activity_service":
-            # No order_service here: it holds nothing, and the hand-offs stay in the outbox.
+            # No order_service here: it holds nothing, and the records stay undelivered.
             return [{"n": 0}] if sql.startswith("SELECT COUNT(*)") else []
         with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
             cur.execute(sql, args)
