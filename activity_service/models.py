@@ -35,9 +35,12 @@ class Activity(peewee.Model):
 
 
 class SeckillRecord(peewee.Model):
-    """One per (activity, user): the unique key is what makes 'one order per user' hold."""
+    """One per (activity, user): the primary key is what makes 'one order per user' hold.
 
-    id = peewee.BigAutoField()
+    A natural key, no AUTO_INCREMENT: the batch's INSERT ... SELECT takes no table-level
+    AUTO-INC lock inside the hot row's critical section (docs/seckill.md).
+    """
+
     activity_id = peewee.BigIntegerField()
     user_id = peewee.BigIntegerField()
     order_no = peewee.CharField(max_length=32, unique=True)
@@ -47,22 +50,15 @@ class SeckillRecord(peewee.Model):
     # 'cancelled' or 'expired' once order_service has given the unit back; NULL before.
     released_as = peewee.CharField(max_length=16, null=True)
     released_at = PreciseDateTimeField(null=True)
+    # When order_service acknowledged the order; NULL until then: the outbox is the
+    # records whose mark is still NULL, read through this index by the relay.
+    delivered_at = PreciseDateTimeField(null=True)
 
     class Meta:
         database = database
         table_name = "seckill_records"
-        indexes = ((("activity_id", "user_id"), True),)
-
-
-class Outbox(peewee.Model):
-    """Orders committed here but not yet acknowledged by order_service."""
-
-    order_no = peewee.CharField(max_length=32, primary_key=True)
-    created_at = PreciseDateTimeField(index=True)
-
-    class Meta:
-        database = database
-        table_name = "outbox"
+        primary_key = peewee.CompositeKey("activity_id", "user_id")
+        indexes = ((("delivered_at", "created_at"), False),)
 
 
 def add_order_lifecycle(migrator: MySQLMigrator) -> None:
@@ -93,7 +89,7 @@ class AnswerCount(peewee.Model):
         primary_key = peewee.CompositeKey("activity_id", "second", "field")
 
 
-MODELS = [Activity, SeckillRecord, Outbox, AnswerCount]
+MODELS = [Activity, SeckillRecord, AnswerCount]
 
 
 def add_challenge(migrator: MySQLMigrator) -> None:
@@ -104,7 +100,35 @@ def add_challenge(migrator: MySQLMigrator) -> None:
     )
 
 
-MIGRATIONS: list = [(1, add_order_lifecycle), (2, add_challenge)]
+def natural_key_and_delivered_mark(migrator: MySQLMigrator) -> None:
+    """3: records keyed by (activity_id, user_id), no AUTO_INCREMENT id; the outbox table
+    becomes a delivered mark on each record. Records still in the outbox stay undelivered
+    (the relay sends them); every other record was acknowledged, so it is marked delivered.
+    One ALTER, so the unique (activity, user) guarantee never lapses."""
+    db = migrator.database
+    unique = db.execute_sql(
+        "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = "
+        "DATABASE() AND table_name = 'seckill_records' AND non_unique = 0 "
+        "AND column_name = 'user_id'"
+    ).fetchone()[0]
+    db.execute_sql(
+        "ALTER TABLE seckill_records DROP PRIMARY KEY, DROP COLUMN id, "  # noqa: S608
+        f"DROP INDEX `{unique}`, ADD PRIMARY KEY (activity_id, user_id), "
+        "ADD COLUMN delivered_at DATETIME(6) NULL, "
+        "ADD INDEX seckillrecord_delivered_at_created_at (delivered_at, created_at)"
+    )
+    db.execute_sql(
+        "UPDATE seckill_records r LEFT JOIN outbox o ON o.order_no = r.order_no "
+        "SET r.delivered_at = UTC_TIMESTAMP(6) WHERE o.order_no IS NULL"
+    )
+    db.execute_sql("DROP TABLE outbox")
+
+
+MIGRATIONS: list = [
+    (1, add_order_lifecycle),
+    (2, add_challenge),
+    (3, natural_key_and_delivered_mark),
+]
 
 
 def run_migrations(settings: Settings) -> int:

@@ -1,8 +1,9 @@
 """Hands committed orders to order_service, and re-sends whatever it has not acknowledged.
 
-The outbox row is written in the seckill's own transaction, so an order is
-never lost: right after COMMIT the batch is sent at once; if that fails, or
-the process dies first, the relay loop finds the row and sends it again.
+The record is written undelivered (`delivered_at` NULL) in the seckill's own
+transaction, so an order is never lost: right after COMMIT the batch is sent at
+once; if that fails, or the process dies first, the relay loop finds the record
+still undelivered and sends it again.
 order_service's internal create is idempotent, so a repeat is harmless.
 """
 
@@ -34,7 +35,7 @@ RELAY_BATCH = 500
 HANDOFF_TIMEOUT = 3.0
 # Rows younger than this are still being sent by the request path itself.
 RELAY_GRACE = timedelta(seconds=2)
-# How long acknowledged outbox rows wait, to be deleted together with later ones.
+# How long acknowledged records wait, to be marked delivered together with later ones.
 FLUSH_DELAY = 0.05
 
 
@@ -51,14 +52,14 @@ class OrderRelay:
         self.interval = interval
         self.tracer = tracer
         self._tasks: set[asyncio.Task] = set()
-        self._delivered: list[str] = []  # acknowledged by order_service, outbox rows not deleted
+        self._delivered: list[str] = []  # acknowledged by order_service, not yet marked
         self._flushing = False
         # Batches waiting for the hand-off in flight to finish: (orders, acknowledged, context).
         self._waiting: deque[tuple[list[dict], asyncio.Future, contextvars.Context]] = deque()
         self._sending = False
 
     async def send(self, orders: list[dict]) -> None:
-        """One internal call for many orders; their outbox rows go once it is acknowledged."""
+        """One internal call for many orders, marked delivered once it is acknowledged."""
         await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
         metrics.count(metrics.RELAY_DELIVERED, (), len(orders))
         await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
@@ -69,7 +70,7 @@ class OrderRelay:
         Returns a future that is done once order_service has answered. One
         hand-off is in flight per worker: batches committed meanwhile wait and
         then go together, in one call (group commit, for the hand-off). The
-        outbox rows of acknowledged orders are deleted together a moment later,
+        records of acknowledged orders are marked delivered together a moment later,
         in one statement for many batches (a crash before that only means the
         relay sends them once more).
         """
@@ -137,7 +138,7 @@ class OrderRelay:
             logger.warning("order hand-off failed, the relay will retry: %s", task.exception())
 
     async def resend_pending(self) -> int:
-        """Send every outbox row older than the grace period; returns how many went."""
+        """Send every undelivered record older than the grace period; returns how many went."""
         sent = 0
         while True:
             rows = await repository.undelivered(self.db, utcnow() - RELAY_GRACE, RELAY_BATCH)

@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, Tracer, get_current_span
 
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
+from activity_service.repository import NewOrders
 from common import metrics
 from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
@@ -40,9 +41,16 @@ HOLDERS_PAGE = 500
 HANDOFF_WAIT_SECONDS = 1.0
 
 
+def new_order_nos(now: datetime, count: int) -> list[str]:
+    """Sortable by time, unguessable: 17 digits of time and 12 random hex digits each.
+    The time is formatted, and the randomness drawn, once for the whole batch."""
+    prefix = now.strftime("%Y%m%d%H%M%S%f")[:17]
+    random = secrets.token_hex(6 * count)
+    return [prefix + random[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
 def new_order_no(now: datetime) -> str:
-    """Sortable by time, unguessable: 17 digits of time and 12 random hex digits."""
-    return now.strftime("%Y%m%d%H%M%S%f")[:17] + secrets.token_hex(6)
+    return new_order_nos(now, 1)[0]
 
 
 def present_order(record: dict) -> dict:
@@ -58,19 +66,24 @@ def present_order(record: dict) -> dict:
     }
 
 
-def new_records(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> list[dict]:
+def new_orders(activity_id: int, activity: dict, user_ids: list[int], now: datetime) -> NewOrders:
+    """The batch's new orders, built once as answered and handed to order_service (what
+    present_order would make of their records); what they share is formatted once."""
     expires_at = now + timedelta(seconds=activity["pay_within_seconds"])
-    return [
+    amount, created, expires = money(activity["price"]), iso(now), iso(expires_at)
+    orders = [
         {
+            "order_no": order_no,
             "activity_id": activity_id,
             "user_id": user_id,
-            "order_no": new_order_no(now),
-            "amount": activity["price"],
-            "created_at": now,
-            "expires_at": expires_at,
+            "amount": amount,
+            "status": "created",
+            "created_at": created,
+            "expires_at": expires,
         }
-        for user_id in user_ids
+        for user_id, order_no in zip(user_ids, new_order_nos(now, len(user_ids)), strict=True)
     ]
+    return NewOrders(orders, activity["price"], now, expires_at)
 
 
 @dataclass(slots=True)
@@ -87,7 +100,7 @@ class Queued(NamedTuple):
 
     user_id: int
     future: asyncio.Future
-    span: Span
+    span: Span | None  # None while tracing is off
 
 
 @dataclass(slots=True)
@@ -109,7 +122,7 @@ class Triage:
     closed: Closed | None
 
 
-# What a batch's transaction returns: the outcomes, the records it created, and
+# What a batch's transaction returns: the outcomes, the new orders (as presented), and
 # whether the activity is now closed to newcomers.
 BatchResult = tuple[dict[int, Outcome], list[dict], Closed | None]
 
@@ -171,11 +184,11 @@ def grant(
     left: int,
     now: datetime,
 ) -> BatchResult:
-    """The batch's outcomes once the winners' records are stored and `left` remain:
+    """The batch's outcomes once the winners' orders are stored and `left` remain:
     a new order each; if that sold the activity out, everyone else is refused."""
     outcomes = sale.outcomes
-    for record in created:
-        outcomes[record["user_id"]] = Outcome(order=present_order(record), created=True)
+    for order in created:
+        outcomes[order["user_id"]] = Outcome(order=order, created=True)
     closed = None
     if left == 0:
         closed = sold_out(activity_id, activity, now)
@@ -223,9 +236,10 @@ class ActivityState:
     running: int = 0  # batch runners in flight
     loading: bool = False  # a task is loading every holder before closing
 
-    def answer(self, user_id: int) -> Outcome | None:
+    def answer(self, user_id: int, now: float | None = None) -> Outcome | None:
         """The outcome from memory alone, or None when only MySQL can tell."""
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         if self.confirmed_until <= now:
             return None
         order = self.holders.get(user_id)
@@ -268,9 +282,10 @@ class ActivityState:
         """Up to batch_max queued requests that memory cannot answer; those it can,
         it answers on the way."""
         batch: list[Queued] = []
+        now = time.monotonic()  # one clock read for the batch: it is taken in one go
         while self.queue and len(batch) < batch_max:
             request = self.queue.popleft()
-            outcome = self.answer(request.user_id)
+            outcome = self.answer(request.user_id, now) if self.confirmed_until > now else None
             if outcome is None:
                 batch.append(request)
             elif not request.future.done():
@@ -348,7 +363,9 @@ class Seckill:
         if outcome is not None:
             return outcome
         future = asyncio.get_running_loop().create_future()
-        state.queue.append(Queued(user_id, future, get_current_span()))
+        # The request's span only matters to the batch's links while tracing is on.
+        span = get_current_span() if self.tracer is not None else None
+        state.queue.append(Queued(user_id, future, span))
         if state.running < self.in_flight:
             state.running += 1
             self._spawn(self._drain(activity_id, state))
@@ -379,7 +396,7 @@ class Seckill:
         with batch_span(
             self.tracer,
             "seckill batch",
-            [request.span for request in batch],
+            [request.span for request in batch] if self.tracer is not None else (),
             {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
         ):
             outcomes, closed, handoff, generation = await self._commit_or_fail(
@@ -465,7 +482,7 @@ class Seckill:
         outcomes, created, closed, released = result
         handoff = None
         if created:
-            handoff = self.deliver([o.order for o in outcomes.values() if o.created])
+            handoff = self.deliver(created)
         generation = state.remember(outcomes, released, generation, read_at)
         return outcomes, closed, handoff, generation
 
@@ -507,13 +524,13 @@ class Seckill:
         if sale.losers and not under_lock:  # the read says too little is left
             await tx.rollback()
             return None
-        created = new_records(activity_id, activity, sale.winners, now)
-        left = await tx.commit(repository.place_orders(activity_id, created))
+        batch = new_orders(activity_id, activity, sale.winners, now)
+        left = await tx.commit(repository.place_orders(activity_id, batch))
         if left is None:  # taken by another worker or instance since our read; nothing stored
             if under_lock:
                 raise RuntimeError("conditional stock update failed under a row lock")
             return None
-        return (*grant(activity_id, activity, sale, created, left, now), released)
+        return (*grant(activity_id, activity, sale, batch.orders, left, now), released)
 
     async def _load_holders_and_close(
         self,

@@ -66,10 +66,12 @@ def values_rows(rows: int, width: int) -> str:
 
 @dataclass(slots=True)
 class Result:
-    """What one statement of a script gave: rows affected or returned, and the rows."""
+    """What one statement of a script gave: rows affected or returned, the rows, and the
+    OK packet's insert id (the auto-increment value, or what LAST_INSERT_ID(expr) set)."""
 
     rowcount: int
     rows: list[dict]
+    lastrowid: int | None = None
 
 
 async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Result]:
@@ -85,8 +87,10 @@ async def run_script(cur: Cursor, statements: Sequence[tuple[str, Sequence[Any]]
     args = tuple(arg for _, params in statements for arg in params)
     await cur.execute(sql, args)
     results = [Result(cur.rowcount, list(await cur.fetchall()) if cur.description else [])]
+    results[0].lastrowid = cur.lastrowid
     while await cur.nextset():
-        results.append(Result(cur.rowcount, list(await cur.fetchall()) if cur.description else []))
+        rows = list(await cur.fetchall()) if cur.description else []
+        results.append(Result(cur.rowcount, rows, cur.lastrowid))
     if len(results) != len(statements):
         raise RuntimeError(f"a script of {len(statements)} statements gave {len(results)} results")
     return results

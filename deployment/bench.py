@@ -45,6 +45,7 @@ from pathlib import Path
 
 from activity_service.challenge import Challenges, hmac_key
 from common.auth import issue_token, load_private_key
+from deployment import microbench
 from deployment.altcha_solver import solve
 from deployment.invariants import Answers, books_from_databases, settle
 from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
@@ -323,6 +324,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print("buyers' tokens are minted with the stack's signing key for synthetic user ids")
+    print("\n0. the batch path alone (python -m deployment.microbench): no HTTP, real MySQL")
+    micro = microbench.run(["--orders", "1000" if args.quick else "5000"], report=indented)
     try:
         bench.start()
         bare = bench.bare()
@@ -354,7 +357,7 @@ def main() -> None:
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
         metered = (rejected_limited, unmetered, rejected_unmetered)
-        summary(bare, batched, single, rejected, limited, *metered)
+        summary(bare, batched, single, rejected, limited, *metered, micro)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -362,6 +365,10 @@ def main() -> None:
         else:
             bench.stack.drop_databases()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def indented(line: str) -> None:
+    print("  " + line.replace("\n", "\n  "), flush=True)
 
 
 def summary(
@@ -373,6 +380,7 @@ def summary(
     rejected_limited: Run,
     unmetered: Run,
     rejected_unmetered: Run,
+    micro: dict[int, float],
 ) -> None:
     load = os.getloadavg()
     print(f"\nsummary (load average now {load[0]:.2f})")
@@ -414,6 +422,8 @@ def summary(
         f"   rejections req/s {rejected.rps:,.0f} / {rejected_unmetered.rps:,.0f} = "
         f"{rejected.rps / max(rejected_unmetered.rps, 1e-9):.2f}"
     )
+    cpu = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
+    print(f"  the batch path's CPU per order, µs (0.): {cpu}")
 
 
 if __name__ == "__main__":

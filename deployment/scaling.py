@@ -6,7 +6,7 @@ database made by activity_service's migrations (under a `sktest_` prefix,
 dropped afterwards). One writer runs one batch transaction after another, as
 one activity_service worker does with its one batch in flight per activity:
 the read of the activity and the batch's holders, then the conditional stock
-UPDATE, the records' and outbox rows' INSERTs and the COMMIT. Several writers
+UPDATE, the records' INSERT and the COMMIT. Several writers
 stand for several workers or instances selling the same activity: they queue
 on its row lock from the UPDATE to the COMMIT, so what they add is bounded by
 how fast the server commits.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from activity_service import models, repository
-from activity_service.seckill import new_records
+from activity_service.seckill import new_orders
 from common.db import Database, ScriptedTransaction
 from common.formats import utcnow
 from deployment.invariants import books_from_databases
@@ -84,11 +84,11 @@ async def sell_batch(db: Database, activity_id: int, user_ids: list[int]) -> int
 
     async def sell(tx: ScriptedTransaction) -> int:
         activity, _ = await tx.begin(repository.activity_and_holders(activity_id, user_ids))
-        records = new_records(activity_id, activity, user_ids, utcnow())
-        left = await tx.commit(repository.place_orders(activity_id, records))
+        batch = new_orders(activity_id, activity, user_ids, utcnow())
+        left = await tx.commit(repository.place_orders(activity_id, batch))
         if left is None:
             raise RuntimeError("the stock ran out: raise STOCK or shorten the run")
-        return len(records)
+        return len(batch.orders)
 
     return await db.scripted_transaction(sell, name="seckill_batch")
 
@@ -129,12 +129,13 @@ async def measure(db: Database, batch_size: int, writers: int, seconds: float) -
     return run
 
 
-def check_books(db: Database, activity_id: int, orders: int) -> None:
-    """Stock taken == records stored == orders counted, one record per user."""
+def check_books(db: Database, activity_id: int, orders: int, delivered: bool = False) -> None:
+    """Stock taken == records stored == orders counted, one record per user; and if
+    delivered, no hand-off left undelivered."""
 
     def query(service: str, sql: str, args: tuple = ()) -> list[dict]:
         if service != "activity_service":
-            # No order_service here: it holds nothing, and the hand-offs stay in the outbox.
+            # No order_service here: it holds nothing, and the records stay undelivered.
             return [{"n": 0}] if sql.startswith("SELECT COUNT(*)") else []
         with mysql_connect(db.settings.database) as conn, conn.cursor() as cur:
             cur.execute(sql, args)
@@ -148,6 +149,8 @@ def check_books(db: Database, activity_id: int, orders: int) -> None:
             f"activity {activity_id}: {taken} taken, {len(books.records)} records, "
             f"{len(users)} users, {orders} orders counted"
         )
+    if delivered and books.outbox:
+        raise AssertionError(f"{books.outbox} hand-offs not marked delivered")
 
 
 def durability_settings() -> dict[str, object]:

@@ -11,7 +11,7 @@ from tests.factories import Reply
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 TABLES = {
     "user_service": ("users",),
-    "activity_service": ("activities", "seckill_records", "outbox"),
+    "activity_service": ("activities", "seckill_records"),
     "order_service": ("orders", "release_outbox"),
 }
 

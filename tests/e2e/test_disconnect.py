@@ -280,7 +280,8 @@ def wait_until_settled(stack: Stack, timeout: float = 60) -> None:
     """
     sql = {
         "activity_service": "SELECT (SELECT COALESCE(SUM(remaining), 0) FROM activities) AS a, "
-        "(SELECT COUNT(*) FROM seckill_records) AS b, (SELECT COUNT(*) FROM outbox) AS c",
+        "(SELECT COUNT(*) FROM seckill_records) AS b, "
+        "(SELECT COUNT(*) FROM seckill_records WHERE delivered_at IS NULL) AS c",
         "order_service": "SELECT COUNT(*) AS a, COALESCE(SUM(status = 'paid'), 0) AS b FROM orders",
         "user_service": "SELECT COUNT(*) AS a FROM users",
     }

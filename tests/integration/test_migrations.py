@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime, timedelta
 
 import peewee
+import pymysql
 import pytest
 
 from activity_service import models as activity_models
@@ -83,6 +84,16 @@ def test_an_old_database_gets_the_step_and_keeps_its_rows(settings):
 
 # The services' own migration 1: the order lifecycle, on databases made before it.
 
+# activity_service's records and outbox as they were before migration 3, as peewee made them.
+BEFORE_MIGRATION_3 = [
+    "ALTER TABLE seckill_records DROP PRIMARY KEY, "
+    "DROP INDEX seckillrecord_delivered_at_created_at, DROP COLUMN delivered_at, "
+    "ADD COLUMN id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY FIRST, "
+    "ADD UNIQUE INDEX seckillrecord_activity_id_user_id (activity_id, user_id)",
+    "CREATE TABLE outbox (order_no VARCHAR(32) NOT NULL PRIMARY KEY, "
+    "created_at DATETIME(6) NOT NULL, INDEX outbox_created_at (created_at))",
+]
+
 OLD_SCHEMA = {
     "order_service": [
         "DROP TABLE release_outbox",
@@ -90,6 +101,7 @@ OLD_SCHEMA = {
         "ALTER TABLE orders DROP COLUMN expires_at, DROP COLUMN closed_at",
     ],
     "activity_service": [
+        *BEFORE_MIGRATION_3,
         "ALTER TABLE activities DROP COLUMN pay_within_seconds, DROP COLUMN released, "
         "DROP COLUMN challenge, DROP COLUMN challenge_difficulty",
         "ALTER TABLE seckill_records DROP COLUMN expires_at, DROP COLUMN released_as, "
@@ -162,3 +174,53 @@ def test_an_activity_table_from_before_the_challenge_gets_it_off(scratch):
         assert cur.fetchall() == [{"name": "old", "challenge": 0, "challenge_difficulty": 50_000}]
         cur.execute("SELECT version FROM schema_version WHERE version = 2")
         assert cur.fetchall() == [{"version": 2}]
+
+
+# activity_service's migration 3: records keyed by (activity, user) without an AUTO_INCREMENT
+# id, and the outbox table folded into a delivered mark on each record.
+
+
+def test_records_get_the_natural_key_and_the_outbox_becomes_their_delivered_mark(scratch):
+    settings = scratch("activity_service")
+    activity_models.run_migrations(settings)
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        for sql in BEFORE_MIGRATION_3:
+            cur.execute(sql)
+        cur.execute("DELETE FROM schema_version WHERE version = 3")
+        # Two orders acknowledged by order_service, one still in the outbox.
+        cur.execute(
+            "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at, "
+            "expires_at, released_as) VALUES "
+            "(1, 7, 'abc1', 1.00, '2026-11-26 15:00:00.25', '2026-11-26 15:15:00.25', NULL), "
+            "(1, 8, 'abc2', 2.00, '2026-11-26 15:00:01', '2026-11-26 15:15:01', 'expired'), "
+            "(2, 7, 'abc3', 3.00, '2026-11-26 15:00:02', '2026-11-26 15:15:02', NULL)"
+        )
+        cur.execute("INSERT INTO outbox (order_no, created_at) VALUES ('abc3', NOW(6))")
+    assert activity_models.run_migrations(settings) == 3
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT activity_id, user_id, order_no, amount, created_at, expires_at, released_as, "
+            "delivered_at IS NULL AS undelivered FROM seckill_records ORDER BY order_no"
+        )
+        kept = cur.fetchall()
+        cur.execute("SHOW TABLES LIKE 'outbox'")
+        assert cur.fetchall() == ()
+        cur.execute("SHOW KEYS FROM seckill_records WHERE key_name = 'PRIMARY'")
+        assert [k["Column_name"] for k in cur.fetchall()] == ["activity_id", "user_id"]
+        cur.execute("SHOW COLUMNS FROM seckill_records WHERE Field = 'id'")
+        assert cur.fetchall() == ()
+        # Still one record per user and activity.
+        with pytest.raises(pymysql.err.IntegrityError):
+            cur.execute(
+                "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, "
+                "created_at, expires_at) VALUES (1, 7, 'abc9', 1.00, NOW(6), NOW(6))"
+            )
+    assert [(r["order_no"], r["user_id"], str(r["amount"]), r["released_as"]) for r in kept] == [
+        ("abc1", 7, "1.00", None),
+        ("abc2", 8, "2.00", "expired"),
+        ("abc3", 7, "3.00", None),
+    ]
+    assert kept[0]["created_at"] == datetime(2026, 11, 26, 15, 0, 0, 250000)
+    # What was in the outbox is what the relay still sends; the rest was delivered.
+    assert [r["order_no"] for r in kept if r["undelivered"]] == ["abc3"]
+    assert activity_models.run_migrations(settings) == 3  # and once more changes nothing

@@ -35,11 +35,18 @@ def orders(*numbers: str) -> list[dict]:
     return [{"order_no": n, "activity_id": 1, "user_id": 1} for n in numbers]
 
 
-async def add_outbox(db, *numbers: str) -> None:
-    for number in numbers:
+async def add_undelivered(db, *numbers: str) -> None:
+    """Records not yet marked delivered: what a batch's COMMIT leaves for the hand-off."""
+    for user_id, number in enumerate(numbers, start=1):
+        now = utcnow()
         await db.execute(
-            "INSERT INTO outbox (order_no, created_at) VALUES (%s, %s)", (number, utcnow())
+            "INSERT INTO seckill_records (activity_id, user_id, order_no, amount, created_at, "
+            "expires_at) VALUES (1, %s, %s, 1.00, %s, %s)",
+            (user_id, number, now, now),
         )
+
+
+UNDELIVERED = "SELECT order_no FROM seckill_records WHERE delivered_at IS NULL"
 
 
 async def settled(predicate, timeout: float = 3.0) -> bool:
@@ -51,7 +58,7 @@ async def settled(predicate, timeout: float = 3.0) -> bool:
 
 
 async def test_batches_committed_during_a_hand_off_go_together_in_the_next_call(db):
-    await add_outbox(db, "a", "b", "c", "d")
+    await add_undelivered(db, "a", "b", "c", "d")
     peer = OrderServiceDouble()
     relay = OrderRelay(db, peer)
 
@@ -66,14 +73,14 @@ async def test_batches_committed_during_a_hand_off_go_together_in_the_next_call(
     await asyncio.wait_for(asyncio.gather(first, second, third), timeout=3)
     assert peer.calls == [["a"], ["b", "c", "d"]]  # two calls for three batches
 
-    # Acknowledged: their outbox rows go, together, a moment later.
+    # Acknowledged: their records are marked delivered, together, a moment later.
     await relay.drain()
     assert await settled(lambda: not relay._delivered and not relay._flushing)
-    assert await rows(db, "SELECT order_no FROM outbox") == []
+    assert await rows(db, UNDELIVERED) == []
 
 
 async def test_a_failed_hand_off_leaves_its_orders_to_the_relay_and_the_next_call_goes(db):
-    await add_outbox(db, "a", "b")
+    await add_undelivered(db, "a", "b")
     peer = OrderServiceDouble(failing=1)
     relay = OrderRelay(db, peer)
     peer.gate.set()
@@ -86,5 +93,5 @@ async def test_a_failed_hand_off_leaves_its_orders_to_the_relay_and_the_next_cal
     assert peer.calls == [["a"], ["b"]]
     await relay.drain()
     assert await settled(lambda: not relay._flushing)
-    # "a" was not acknowledged: its outbox row stays for the relay loop to send again.
-    assert await rows(db, "SELECT order_no FROM outbox") == [{"order_no": "a"}]
+    # "a" was not acknowledged: it stays undelivered for the relay loop to send again.
+    assert await rows(db, UNDELIVERED) == [{"order_no": "a"}]

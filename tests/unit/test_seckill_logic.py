@@ -17,7 +17,7 @@ from activity_service.seckill import (
     Outcome,
     Queued,
     grant,
-    new_records,
+    new_orders,
     present_order,
     split_answers,
     triage,
@@ -193,7 +193,7 @@ def test_a_batch_older_than_a_forget_or_a_newer_read_is_not_remembered():
 
 def test_the_winners_get_new_orders_and_the_losers_sold_out_once_nothing_is_left():
     sale = triage(ACTIVITY_ID, activity(remaining=2), [record(9)], [5, 9, 3, 8], NOW)
-    created = new_records(ACTIVITY_ID, activity(), sale.winners, NOW)
+    created = new_orders(ACTIVITY_ID, activity(), sale.winners, NOW).orders
 
     outcomes, stored, closed = grant(ACTIVITY_ID, activity(), sale, created, 0, NOW)
 
@@ -207,7 +207,7 @@ def test_the_winners_get_new_orders_and_the_losers_sold_out_once_nothing_is_left
 
 def test_stock_left_after_the_batch_keeps_the_activity_open():
     sale = triage(ACTIVITY_ID, activity(remaining=5), [], [1, 2], NOW)
-    created = new_records(ACTIVITY_ID, activity(), sale.winners, NOW)
+    created = new_orders(ACTIVITY_ID, activity(), sale.winners, NOW).orders
 
     outcomes, _, closed = grant(ACTIVITY_ID, activity(), sale, created, 3, NOW)
 
