@@ -68,7 +68,7 @@ def resolve(document: dict, schema: dict) -> dict:
             "/users",
             {"username", "password"},
             "201",
-            {"id", "username", "is_admin", "created_at"},
+            {"id", "username", "is_admin", "disabled", "created_at"},
         ),
         (
             "user_service",

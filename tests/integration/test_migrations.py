@@ -10,9 +10,11 @@ import peewee
 import pytest
 
 from activity_service import models as activity_models
+from common.auth import new_private_key_pem
 from common.migrations import migrate
 from deployment.services import SETTINGS
 from deployment.stack import mysql_connect
+from user_service import models as user_models
 
 
 def add_note(migrator) -> None:
@@ -36,7 +38,10 @@ def scratch():
 
     def settings_of(service: str):
         env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-        made.append(SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"}))
+        env |= {"SERVICE_TOKEN": "unused"}
+        if service == "user_service":  # it does not start without a signing key
+            env |= {"TOKEN_PRIVATE_KEY": new_private_key_pem().decode()}
+        made.append(SETTINGS[service].from_env(env))
         return made[-1]
 
     yield settings_of
@@ -162,3 +167,30 @@ def test_an_activity_table_from_before_the_challenge_gets_it_off(scratch):
         assert cur.fetchall() == [{"name": "old", "challenge": 0, "challenge_difficulty": 50_000}]
         cur.execute("SELECT version FROM schema_version WHERE version = 2")
         assert cur.fetchall() == [{"version": 2}]
+
+
+# user_service's migration 1: accounts that can be disabled, and the refresh tokens' table.
+
+
+def test_a_user_table_from_before_disabling_keeps_its_accounts_enabled(scratch):
+    settings = scratch("user_service")
+    assert user_models.run_migrations(settings) == 1
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM schema_version")
+        assert cur.fetchall() == [{"version": 1}]  # a new database: recorded, not run
+        # As the database was before migration 1, with an account in it.
+        cur.execute("DROP TABLE refresh_tokens")
+        cur.execute("ALTER TABLE users DROP COLUMN disabled")
+        cur.execute("DELETE FROM schema_version")
+        cur.execute(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) "
+            "VALUES ('old', 'scrypt$x', 1, NOW())"
+        )
+    assert user_models.run_migrations(settings) == 1
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT username, is_admin, disabled FROM users")
+        assert cur.fetchall() == [{"username": "old", "is_admin": 1, "disabled": 0}]
+        cur.execute("SELECT COUNT(*) AS n FROM refresh_tokens")
+        assert cur.fetchall() == [{"n": 0}]
+        cur.execute("SELECT version FROM schema_version")
+        assert cur.fetchall() == [{"version": 1}]
