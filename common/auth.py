@@ -167,16 +167,24 @@ class TokenVerifier:
         self._cache_size = cache_size
         # user id -> iat before which that user's tokens are refused (common/revocations.py)
         self._not_before: dict[int, float] = {}
+        self._own: dict[int, float] = {}  # marks made by this worker, kept until in the list
 
     def set_revocations(self, marks: dict[int, float]) -> None:
-        """The whole list, as last read; replaces the previous one."""
+        """The whole list, as last read; replaces the previous one, but keeps this worker's
+        own marks (revoke) that a read started before them did not have yet."""
+        if self._own:
+            oldest = time.time() - self._max_ttl
+            self._own = {user: mark for user, mark in self._own.items() if mark > oldest}
+            missing = {u: m for u, m in self._own.items() if marks.get(u, 0.0) < m}
+            if missing:
+                marks = marks | missing
         self._not_before = marks
 
     def revoke(self, user_id: int, not_before: float) -> None:
         """One mark, at once, in this worker (user_service's own, before the list has it)."""
-        self._not_before = self._not_before | {
-            user_id: max(not_before, self._not_before.get(user_id, 0.0))
-        }
+        mark = max(not_before, self._not_before.get(user_id, 0.0))
+        self._own[user_id] = mark
+        self._not_before = self._not_before | {user_id: mark}
 
     def _check(self, token: str, now: float) -> tuple[Principal, float, float]:
         """Verify signature and claims; returns the principal, its expiry and its iat.

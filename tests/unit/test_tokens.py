@@ -117,8 +117,21 @@ def test_a_list_read_later_replaces_the_last_and_revoke_keeps_the_latest_mark():
     verifier.revoke(5, (MARK_MS - 10) / 1000)  # an older mark never reopens tokens
     with pytest.raises(Unauthorized):
         verify(tokens["before"], verifier)
+    verifier.set_revocations({7: MARK_MS / 1000})  # read before the mark reached the list
+    with pytest.raises(Unauthorized):
+        verify(tokens["before"], verifier)  # this worker's own mark is kept
+
+
+def test_a_mark_ends_with_the_longest_lifetime_of_a_token_issued_before_it():
+    verifier, tokens = revoked_in_one_second()
+    verifier.set_revocations({5: MARK_MS / 1000})
+    with pytest.raises(Unauthorized):
+        verify(tokens["before"], verifier)
     verifier.set_revocations({})  # the mark has left the list (past the tokens' lifetime)
     assert verify(tokens["before"], verifier) == Principal(5, False)
+    verifier.revoke(5, (time.time() - 3601))  # an own mark as old as the cap is dropped
+    verifier.set_revocations({})
+    assert verifier._not_before == {}
 
 
 def test_expired_token():
