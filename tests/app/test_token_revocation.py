@@ -115,6 +115,30 @@ async def test_a_password_change_stops_every_token_and_a_login_just_after_works(
     assert entries is not None
 
 
+async def test_logins_racing_a_password_change_keep_no_token_of_the_old_password(api, stack):
+    """Logins that read the old password before the change and finish after it: none keeps a
+    refresh token, and every access token they got is refused (checked in the database)."""
+    account = await api.new_user()
+
+    async def logins_every_millisecond() -> list:
+        logins = []
+        for _ in range(150):
+            logins.append(asyncio.create_task(login(api, account.username)))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*logins)
+
+    logins = asyncio.create_task(logins_every_millisecond())
+    await asyncio.sleep(0.03)
+    change = await change_password(api, account.token, PASSWORD, NEW_PASSWORD)
+    replies = await logins
+    assert change.status == 204, change
+    assert {r.status for r in replies} <= {200, 401}, replies
+    assert live_refresh_tokens(stack, account.id) == 0
+    tokens = {r.body["access_token"] for r in replies if r.status == 200}
+    for token in tokens:
+        await refused_everywhere(api, token)
+
+
 async def test_a_wrong_old_password_or_a_weak_new_one_changes_nothing(api, stack):
     account = await api.new_user()
     before = user_row(stack, account.id)
