@@ -309,9 +309,16 @@ async def test_with_redis_away_the_last_list_is_kept_and_requests_go_on(database
                 for service in SERVICES:
                     assert_problem(await probe(api, service, revoked.token), 401, "token_revoked")
                 await accepted_everywhere(api, kept.token)
+                # a change made now is done; its revocation cannot be published, and says so
+                late = await api.new_user()
+                admin = await api.admin_token()
+                reply = await patch_user(api, late.id, {"disabled": True}, admin)
+                assert reply.status == 200 and user_row(stack, late.id)["disabled"] == 1
             away = [r for r in caplog.records if "cannot read" in r.getMessage()]
             # one line per following worker (three apps here), not one per poll
             assert 1 <= len(away) <= len(SERVICES), [r.getMessage() for r in away]
+            unpublished = [r for r in caplog.records if "cannot publish" in r.getMessage()]
+            assert len(unpublished) == 1 and str(late.id) in unpublished[0].getMessage()
     finally:
         await stack.stop()
         server.stop()
