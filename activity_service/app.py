@@ -27,6 +27,7 @@ from common.metrics import setup_metrics
 from common.openapi import live_examples, setup_openapi
 from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
+from common.revocations import setup_revocations
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 
@@ -43,6 +44,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     setup_client(app, settings, peers=("user_service", "order_service"))
     setup_remote_keys(app)
     setup_redis(app, settings)
+    setup_revocations(app)
     setup_limits(app, settings)
     app.ctx.limits = SimpleNamespace(
         per_user=Limit("seckill_per_user", parse_limit(settings.limit_seckill_per_user)),

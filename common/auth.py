@@ -106,13 +106,23 @@ def public_jwk(private_key: RSAPrivateKey) -> dict:
     }
 
 
-def issue_token(private_key: RSAPrivateKey, user_id: int, is_admin: bool, ttl: int) -> str:
-    now = int(time.time())
+def issue_token(
+    private_key: RSAPrivateKey,
+    user_id: int,
+    is_admin: bool,
+    ttl: int,
+    issued_ms: int | None = None,
+) -> str:
+    """A signed access token. `iat` has milliseconds (RFC 7519 allows a fraction), so that a
+    revocation mark orders it against tokens issued in the same second (common/revocations.py).
+    issued_ms is when the claims were read, not when they are signed (user_service/service.py)."""
+    if issued_ms is None:
+        issued_ms = time.time_ns() // 1_000_000
     claims = {
         "sub": str(user_id),
         "adm": is_admin,
-        "iat": now,
-        "exp": now + ttl,
+        "iat": issued_ms / 1000,
+        "exp": issued_ms // 1000 + ttl,
         "iss": ISSUER,
         "aud": AUDIENCE,
         # A unique id, for a revocation list to name one token by.
@@ -130,11 +140,16 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+class TokenRevoked(Unauthorized):
+    code = "token_revoked"
+
+
 class TokenVerifier:
     """Verifies bearer tokens; a verified token is remembered until it expires (bounded LRU).
 
     max_ttl caps a token's lifetime (exp - iat): a token minted to last for years, by a
-    mistake or a stolen key, is refused (TOKEN_MAX_TTL_SECONDS).
+    mistake or a stolen key, is refused (TOKEN_MAX_TTL_SECONDS). A token issued before its
+    user's revocation mark (set_revocations, common/revocations.py) is refused, cached or not.
     """
 
     def __init__(
@@ -148,11 +163,31 @@ class TokenVerifier:
         self._key_ready = asyncio.Event()
         if public_key is not None:
             self._key_ready.set()
-        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
         self._cache_size = cache_size
+        # user id -> iat before which that user's tokens are refused (common/revocations.py)
+        self._not_before: dict[int, float] = {}
+        self._own: dict[int, float] = {}  # marks made by this worker, kept until in the list
 
-    def _check(self, token: str, now: float) -> tuple[Principal, float]:
-        """Verify signature and claims; returns the principal and when the token expires.
+    def set_revocations(self, marks: dict[int, float]) -> None:
+        """The whole list, as last read; replaces the previous one, but keeps this worker's
+        own marks (revoke) that a read started before them did not have yet."""
+        if self._own:
+            oldest = time.time() - self._max_ttl
+            self._own = {user: mark for user, mark in self._own.items() if mark > oldest}
+            missing = {u: m for u, m in self._own.items() if marks.get(u, 0.0) < m}
+            if missing:
+                marks = marks | missing
+        self._not_before = marks
+
+    def revoke(self, user_id: int, not_before: float) -> None:
+        """One mark, at once, in this worker (user_service's own, before the list has it)."""
+        mark = max(not_before, self._not_before.get(user_id, 0.0))
+        self._own[user_id] = mark
+        self._not_before = self._not_before | {user_id: mark}
+
+    def _check(self, token: str, now: float) -> tuple[Principal, float, float]:
+        """Verify signature and claims; returns the principal, its expiry and its iat.
 
         The hot path of every first request of a user: the signature check is
         cryptography's RSA directly, without a general JWT library around it. The
@@ -193,7 +228,8 @@ class TokenVerifier:
                 or claims.get("nbf", 0) > now
             ):
                 raise ValueError("claims do not hold")
-            return Principal(int(subject), claims.get("adm", False)), float(expires)
+            principal = Principal(int(subject), claims.get("adm", False))
+            return principal, float(expires), float(issued)
         except (InvalidSignature, ValueError, TypeError, KeyError, AttributeError):
             raise Unauthorized("the access token is invalid or expired") from None
 
@@ -210,8 +246,10 @@ class TokenVerifier:
         cached = self._cache.get(token)
         now = time.time()
         if cached is not None:
-            principal, expires = cached
+            principal, expires, issued = cached
             if now < expires:
+                if issued < self._not_before.get(principal.user_id, 0.0):
+                    raise TokenRevoked("the access token was revoked; log in again")
                 self._cache.move_to_end(token)
                 return principal
             del self._cache[token]
@@ -220,8 +258,10 @@ class TokenVerifier:
                 await asyncio.wait_for(self._key_ready.wait(), timeout=5)
             except TimeoutError:
                 raise ServiceUnavailable("the token key is not available yet") from None
-        principal, expires = self._check(token, now)
-        self._cache[token] = (principal, expires)
+        principal, expires, issued = self._check(token, now)
+        if issued < self._not_before.get(principal.user_id, 0.0):
+            raise TokenRevoked("the access token was revoked; log in again")
+        self._cache[token] = (principal, expires, issued)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return principal

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     service_token: Annotated[str | None, SECRET] = Field(None, repr=False)
     # The longest lifetime (exp - iat) an access token may claim and still be accepted.
     token_max_ttl_seconds: int = Field(3600, ge=1)
+    # How often each worker reloads the token revocation list from Redis (common/revocations.py).
+    revocation_poll_seconds: float = Field(1.0, gt=0, le=4)
 
     mysql_host: str = "127.0.0.1"
     mysql_port: int = Field(3306, ge=1)

@@ -13,6 +13,8 @@ from common.discovery import setup_discovery
 from common.errors import setup_errors
 from common.metrics import setup_metrics
 from common.openapi import setup_openapi
+from common.redis import setup_redis
+from common.revocations import setup_revocations
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from order_service.lifecycle import ReleaseRelay, Sweeper
@@ -33,6 +35,8 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
     setup_discovery(app, settings)
     setup_client(app, settings, peers=("user_service", "activity_service"))
     setup_remote_keys(app)
+    setup_redis(app, settings)  # for the token revocation list only
+    setup_revocations(app)
     setup_health(app)
     setup_openapi(app, internal=True)
     app.blueprint(bp)

@@ -12,6 +12,7 @@ from common.metrics import setup_metrics
 from common.openapi import setup_openapi
 from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
+from common.revocations import revoker, setup_revocations
 from common.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from user_service.passwords import HashPool
@@ -30,6 +31,7 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
     setup_db(app, settings)
     setup_discovery(app, settings)
     setup_redis(app, settings)
+    setup_revocations(app)
     setup_limits(app, settings)
     setup_health(app)
     setup_openapi(app)
@@ -50,7 +52,13 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
     async def start_users(app: Sanic) -> None:
         pool = HashPool(settings.password_hash_threads, settings.password_hash_queue)
         app.ctx.users = UserService(
-            app.ctx.db, private_key, settings, pool, app.ctx.limiter, app.ctx.limits.failures
+            app.ctx.db,
+            private_key,
+            settings,
+            pool,
+            app.ctx.limiter,
+            app.ctx.limits.failures,
+            revoke_access=revoker(app),
         )
         if settings.admin_username and settings.admin_password:
             await app.ctx.users.ensure_admin(settings.admin_username, settings.admin_password)

@@ -13,6 +13,8 @@ class UserSettings(Settings):
 
     token_private_key: Annotated[str, SECRET] = Field(repr=False)
     token_ttl_seconds: int = Field(900, ge=1)
+    # How long a refresh token may wait to be used; each refresh starts the next one's time.
+    refresh_token_ttl_seconds: int = Field(14 * 24 * 3600, ge=60)
     password_hash_cost: int = Field(14, ge=4)
     # Threads per worker for password hashing, and how many more requests may wait for one.
     password_hash_threads: int = Field(1, ge=1)

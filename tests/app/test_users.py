@@ -25,7 +25,7 @@ async def test_register_returns_the_user(api):
     assert reply.status == 201, reply
     assert reply.headers["Content-Type"].startswith("application/json")
     body = reply.body
-    assert set(body) == {"id", "username", "is_admin", "created_at"}
+    assert set(body) == {"id", "username", "is_admin", "disabled", "created_at"}
     assert body["username"] == name and body["is_admin"] is False
     assert isinstance(body["id"], int) and body["id"] > 0
     assert body["created_at"].endswith("Z") and len(body["created_at"]) == 20
@@ -109,8 +109,9 @@ async def test_token_shape_and_use(api):
         "POST", "user_service", "/tokens", json={"username": name, "password": PASSWORD}
     )
     assert reply.status == 200, reply
-    assert set(reply.body) == {"access_token", "token_type", "expires_in"}
+    assert set(reply.body) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert reply.body["token_type"] == "bearer"
+    assert len(reply.body["refresh_token"]) >= 43  # 256 random bits, base64url
     assert isinstance(reply.body["expires_in"], int) and reply.body["expires_in"] > 0
     me = await api.call("GET", "user_service", "/users/me", token=reply.body["access_token"])
     assert me.status == 200 and me.body["username"] == name

@@ -44,6 +44,7 @@ ADMIN_ONLY = {
     ("POST", "/activities"),
     ("PATCH", "/activities/{activity_id}"),
     ("DELETE", "/activities/{activity_id}"),
+    ("PATCH", "/users/{user_id}"),
 }
 
 

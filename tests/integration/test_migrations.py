@@ -11,9 +11,11 @@ import pymysql
 import pytest
 
 from activity_service import models as activity_models
+from common.auth import new_private_key_pem
 from common.migrations import migrate
 from deployment.services import SETTINGS
 from deployment.stack import mysql_connect
+from user_service import models as user_models
 
 
 def add_note(migrator) -> None:
@@ -37,7 +39,10 @@ def scratch():
 
     def settings_of(service: str):
         env = {**os.environ, "SECKILL_DB_PREFIX": "sktest_" + secrets.token_hex(4)}
-        made.append(SETTINGS[service].from_env(env | {"SERVICE_TOKEN": "unused"}))
+        env |= {"SERVICE_TOKEN": "unused"}
+        if service == "user_service":  # it does not start without a signing key
+            env |= {"TOKEN_PRIVATE_KEY": new_private_key_pem().decode()}
+        made.append(SETTINGS[service].from_env(env))
         return made[-1]
 
     yield settings_of
@@ -224,3 +229,30 @@ def test_records_get_the_natural_key_and_the_outbox_becomes_their_delivered_mark
     # What was in the outbox is what the relay still sends; the rest was delivered.
     assert [r["order_no"] for r in kept if r["undelivered"]] == ["abc3"]
     assert activity_models.run_migrations(settings) == 3  # and once more changes nothing
+
+
+# user_service's migration 1: accounts that can be disabled, and the refresh tokens' table.
+
+
+def test_a_user_table_from_before_disabling_keeps_its_accounts_enabled(scratch):
+    settings = scratch("user_service")
+    assert user_models.run_migrations(settings) == 1
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM schema_version")
+        assert cur.fetchall() == [{"version": 1}]  # a new database: recorded, not run
+        # As the database was before migration 1, with an account in it.
+        cur.execute("DROP TABLE refresh_tokens")
+        cur.execute("ALTER TABLE users DROP COLUMN disabled")
+        cur.execute("DELETE FROM schema_version")
+        cur.execute(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) "
+            "VALUES ('old', 'scrypt$x', 1, NOW())"
+        )
+    assert user_models.run_migrations(settings) == 1
+    with mysql_connect(settings.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT username, is_admin, disabled FROM users")
+        assert cur.fetchall() == [{"username": "old", "is_admin": 1, "disabled": 0}]
+        cur.execute("SELECT COUNT(*) AS n FROM refresh_tokens")
+        assert cur.fetchall() == [{"n": 0}]
+        cur.execute("SELECT version FROM schema_version")
+        assert cur.fetchall() == [{"version": 1}]

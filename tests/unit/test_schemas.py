@@ -87,12 +87,13 @@ def test_an_activity_row_is_presented_with_its_status_in_the_documented_formats(
 
 
 def test_a_user_row_shows_no_password_hash_and_a_boolean_admin_flag():
-    row = {"id": 1, "username": "alice", "password_hash": "scrypt$x", "is_admin": 0}
+    row = {"id": 1, "username": "alice", "password_hash": "scrypt$x", "is_admin": 0, "disabled": 1}
     body = User.model_validate(row | {"created_at": NOW}).model_dump(mode="json")
     assert body == {
         "id": 1,
         "username": "alice",
         "is_admin": False,
+        "disabled": True,
         "created_at": "2026-11-26T15:00:00Z",
     }
 

@@ -71,7 +71,67 @@ def test_claims():
     assert claims["sub"] == "7" and claims["adm"] is False and claims["aud"] == AUDIENCE
     assert len(claims["jti"]) >= 16
     assert claims["jti"] != jwt.decode(issue_token(KEY, 7, False, 300), options=NO_CHECKS)["jti"]
-    assert claims["exp"] - claims["iat"] == 300 and abs(claims["iat"] - time.time()) < 5
+    assert 299 < claims["exp"] - claims["iat"] <= 300 and abs(claims["iat"] - time.time()) < 5
+    assert isinstance(claims["exp"], int)
+
+
+def test_iat_has_milliseconds():
+    claims = jwt.decode(issue_token(KEY, 7, False, 300, 1_796_000_000_123), options=NO_CHECKS)
+    assert claims["iat"] == 1_796_000_000.123 and claims["exp"] == 1_796_000_300
+
+
+# Revocation marks (common/revocations.py): a user's tokens issued before the mark are refused.
+MARK_MS = NOW * 1000 + 500  # the middle of a second
+
+
+def revoked_in_one_second() -> tuple[TokenVerifier, dict[str, str]]:
+    verifier = TokenVerifier(KEY.public_key())
+    tokens = {
+        "before": issue_token(KEY, 5, False, 600, MARK_MS - 1),
+        "at": issue_token(KEY, 5, False, 600, MARK_MS),
+        "after": issue_token(KEY, 5, False, 600, MARK_MS + 1),
+        "other_user": issue_token(KEY, 6, False, 600, MARK_MS - 1),
+    }
+    return verifier, tokens
+
+
+@pytest.mark.parametrize("remembered", [False, True], ids=["fresh", "remembered"])
+def test_a_mark_refuses_the_users_older_tokens_to_the_millisecond(remembered):
+    verifier, tokens = revoked_in_one_second()
+    if remembered:  # verified once before the mark: the cache must not keep it alive
+        for token in tokens.values():
+            verify(token, verifier)
+    verifier.set_revocations({5: MARK_MS / 1000})
+    with pytest.raises(Unauthorized) as refused:
+        verify(tokens["before"], verifier)
+    assert refused.value.code == "token_revoked"
+    # issued in the same second, but not before the mark: valid
+    assert verify(tokens["at"], verifier) == Principal(5, False)
+    assert verify(tokens["after"], verifier) == Principal(5, False)
+    assert verify(tokens["other_user"], verifier) == Principal(6, False)
+
+
+def test_a_list_read_later_replaces_the_last_and_revoke_keeps_the_latest_mark():
+    verifier, tokens = revoked_in_one_second()
+    verifier.revoke(5, MARK_MS / 1000)
+    verifier.revoke(5, (MARK_MS - 10) / 1000)  # an older mark never reopens tokens
+    with pytest.raises(Unauthorized):
+        verify(tokens["before"], verifier)
+    verifier.set_revocations({7: MARK_MS / 1000})  # read before the mark reached the list
+    with pytest.raises(Unauthorized):
+        verify(tokens["before"], verifier)  # this worker's own mark is kept
+
+
+def test_a_mark_ends_with_the_longest_lifetime_of_a_token_issued_before_it():
+    verifier, tokens = revoked_in_one_second()
+    verifier.set_revocations({5: MARK_MS / 1000})
+    with pytest.raises(Unauthorized):
+        verify(tokens["before"], verifier)
+    verifier.set_revocations({})  # the mark has left the list (past the tokens' lifetime)
+    assert verify(tokens["before"], verifier) == Principal(5, False)
+    verifier.revoke(5, (time.time() - 3601))  # an own mark as old as the cap is dropped
+    verifier.set_revocations({})
+    assert verifier._not_before == {}
 
 
 def test_expired_token():
