@@ -81,27 +81,27 @@ def test_iat_has_milliseconds():
 
 
 # Revocation marks (common/revocations.py): a user's tokens issued before the mark are refused.
-MARK_MS = NOW * 1000 + 500  # the middle of a second
-
-
-def revoked_in_one_second() -> tuple[TokenVerifier, dict[str, str]]:
+def revoked_in_one_second() -> tuple[TokenVerifier, dict[str, str], int]:
+    """Tokens of one second around a mark in its middle, the mark taken now (not at import:
+    a whole suite may run between collection and this test)."""
+    mark_ms = int(time.time()) * 1000 + 500
     verifier = TokenVerifier(KEY.public_key())
     tokens = {
-        "before": issue_token(KEY, 5, False, 600, MARK_MS - 1),
-        "at": issue_token(KEY, 5, False, 600, MARK_MS),
-        "after": issue_token(KEY, 5, False, 600, MARK_MS + 1),
-        "other_user": issue_token(KEY, 6, False, 600, MARK_MS - 1),
+        "before": issue_token(KEY, 5, False, 600, mark_ms - 1),
+        "at": issue_token(KEY, 5, False, 600, mark_ms),
+        "after": issue_token(KEY, 5, False, 600, mark_ms + 1),
+        "other_user": issue_token(KEY, 6, False, 600, mark_ms - 1),
     }
-    return verifier, tokens
+    return verifier, tokens, mark_ms
 
 
 @pytest.mark.parametrize("remembered", [False, True], ids=["fresh", "remembered"])
 def test_a_mark_refuses_the_users_older_tokens_to_the_millisecond(remembered):
-    verifier, tokens = revoked_in_one_second()
+    verifier, tokens, mark_ms = revoked_in_one_second()
     if remembered:  # verified once before the mark: the cache must not keep it alive
         for token in tokens.values():
             verify(token, verifier)
-    verifier.set_revocations({5: MARK_MS / 1000})
+    verifier.set_revocations({5: mark_ms / 1000})
     with pytest.raises(Unauthorized) as refused:
         verify(tokens["before"], verifier)
     assert refused.value.code == "token_revoked"
@@ -112,19 +112,19 @@ def test_a_mark_refuses_the_users_older_tokens_to_the_millisecond(remembered):
 
 
 def test_a_list_read_later_replaces_the_last_and_revoke_keeps_the_latest_mark():
-    verifier, tokens = revoked_in_one_second()
-    verifier.revoke(5, MARK_MS / 1000)
-    verifier.revoke(5, (MARK_MS - 10) / 1000)  # an older mark never reopens tokens
+    verifier, tokens, mark_ms = revoked_in_one_second()
+    verifier.revoke(5, mark_ms / 1000)
+    verifier.revoke(5, (mark_ms - 10) / 1000)  # an older mark never reopens tokens
     with pytest.raises(Unauthorized):
         verify(tokens["before"], verifier)
-    verifier.set_revocations({7: MARK_MS / 1000})  # read before the mark reached the list
+    verifier.set_revocations({7: mark_ms / 1000})  # read before the mark reached the list
     with pytest.raises(Unauthorized):
         verify(tokens["before"], verifier)  # this worker's own mark is kept
 
 
 def test_a_mark_ends_with_the_longest_lifetime_of_a_token_issued_before_it():
-    verifier, tokens = revoked_in_one_second()
-    verifier.set_revocations({5: MARK_MS / 1000})
+    verifier, tokens, mark_ms = revoked_in_one_second()
+    verifier.set_revocations({5: mark_ms / 1000})
     with pytest.raises(Unauthorized):
         verify(tokens["before"], verifier)
     verifier.set_revocations({})  # the mark has left the list (past the tokens' lifetime)
