@@ -48,6 +48,15 @@ return table.concat(totals, ' ')
 
 
 @dataclass(slots=True, eq=False)
+class Ask:
+    """Slack 0: requests for one key that go to Redis in one send (INCRBY size)."""
+
+    size: int = 0
+    total: int | None = None  # the window's total in Redis, once sent
+    error: BaseException | None = None
+
+
+@dataclass(slots=True, eq=False)
 class Count:
     redis_key: str
     limit: int
@@ -57,6 +66,7 @@ class Count:
     sending: int = 0  # admitted here, on the way to Redis
     unsynced: int = 0  # admitted here, not yet sent
     dirty: bool = False  # waiting in the flusher's list
+    asking: Ask = field(default_factory=Ask)  # slack 0: the requests waiting for the next send
     # One send per key at a time: a total read back always includes what was sent before.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -108,9 +118,34 @@ class SharedCounts:
                 return result
             count = self._counts[key]
             if count.slack == 0:
-                (total,) = await self._run([count.redis_key], f"1 {int(count.resets) + 1}")
-                return None if total <= count.limit else count.resets
+                return await self._ask(count)
             await self._flush([count])
+
+    async def _ask(self, count: Count) -> float | None:
+        """Count this request in Redis first (slack 0). The requests that arrive while the
+        key's send is on its way go together in the next one: INCRBY n tells each its place
+        in the window (total - n + its place in the send), so a burst on one key costs one
+        round trip and one connection at a time, not one each. Were it one each, a burst
+        of hundreds would queue for the pool's connections, and under CPU load past its
+        timeout, which would count as Redis away."""
+        ask = count.asking
+        ask.size += 1
+        place = ask.size
+        async with count.lock:
+            if ask.total is None and ask.error is None:  # the first of its send to get here
+                if count.asking is ask:  # (else a sender was cancelled: send it again)
+                    count.asking = Ask()
+                try:
+                    (ask.total,) = await self._run(
+                        [count.redis_key], f"{ask.size} {int(count.resets) + 1}"
+                    )
+                except (RedisError, OSError) as exc:
+                    ask.error = exc
+                    raise
+                count.synced = max(count.synced, ask.total)
+        if ask.error is not None:
+            raise ask.error.with_traceback(None)
+        return None if ask.total - ask.size + place <= count.limit else count.resets
 
     def _new(self, key: tuple, amount: int, period: int, now: float) -> Count:
         window = int(now // period)
