@@ -6,13 +6,16 @@ the documented tolerance (limit + (P - 1) x slack) with the default share. A bur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import signal
+import time
 
 import pytest
 
 from common.ratelimit import Limit, Limiter, RateLimited, parse_limit
-from common.redis import new_redis
+from common.redis import REDIS_TIMEOUT_SECONDS, new_redis
 from tests.redis_server import SHARED_REDIS, RedisServer
 
 
@@ -77,5 +80,35 @@ async def test_a_burst_of_exact_requests_holds_one_connection_per_process():
     finally:
         for limiter in limiters:
             await limiter.close()
+        await redis.aclose()
+        server.stop()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1])
+async def test_a_hung_redis_holds_a_burst_up_to_one_timeout_not_one_each(share):
+    """A Redis that takes connections but never answers (stopped with SIGSTOP) holds the
+    requests waiting for a key's send up to one timeout: the ones behind a failed send
+    count in memory at once instead of each waiting out the timeout in turn."""
+    server = RedisServer()
+    server.start()
+    redis = new_redis(server.url)
+    limiter = Limiter(redis, prefix="sktest_hung", local_share=share)
+    limit = Limit("seckill_per_ip", parse_limit("60/hour"))
+    waits = []
+
+    async def one() -> None:
+        started = time.monotonic()
+        with contextlib.suppress(RateLimited):
+            await limiter.hit(limit, "198.51.100.7")
+        waits.append(time.monotonic() - started)
+
+    try:
+        await redis.ping()  # a connection open before Redis hangs
+        server.proc.send_signal(signal.SIGSTOP)
+        await asyncio.gather(*(one() for _ in range(100)))
+        assert max(waits) < 2 * REDIS_TIMEOUT_SECONDS, max(waits)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        await limiter.close()
         await redis.aclose()
         server.stop()
