@@ -12,8 +12,11 @@ from sanic import Sanic
 
 from common.config import Settings
 
-# A local Redis answers in well under a millisecond; past this it counts as away.
-REDIS_TIMEOUT_SECONDS = 0.25
+# A local Redis answers in well under a millisecond, but the timeouts run on this worker's
+# event loop, which a loaded host (several runnable processes per core) can leave late by
+# a few hundred milliseconds: a timeout under that would take a busy worker for a Redis away.
+# Past this, it counts as away.
+REDIS_TIMEOUT_SECONDS = 1.0
 # Per worker: batched counts need few; claims of challenge solutions one per request in flight.
 MAX_CONNECTIONS = 32
 

@@ -48,6 +48,15 @@ return table.concat(totals, ' ')
 
 
 @dataclass(slots=True, eq=False)
+class Ask:
+    """Slack 0: requests for one key that go to Redis in one send (INCRBY size)."""
+
+    size: int = 0
+    total: int | None = None  # the window's total in Redis, once sent
+    error: BaseException | None = None
+
+
+@dataclass(slots=True, eq=False)
 class Count:
     redis_key: str
     limit: int
@@ -57,6 +66,7 @@ class Count:
     sending: int = 0  # admitted here, on the way to Redis
     unsynced: int = 0  # admitted here, not yet sent
     dirty: bool = False  # waiting in the flusher's list
+    asking: Ask = field(default_factory=Ask)  # slack 0: the requests waiting for the next send
     # One send per key at a time: a total read back always includes what was sent before.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -80,6 +90,11 @@ class SharedCounts:
         self._dirty: list[Count] = []
         self._swept_at = 0.0
         self._flusher: asyncio.Task | None = None
+        # Sends failed so far, and the last one's error: a request that waited for a key's
+        # send while one failed gives up without sending (Redis is away), rather than
+        # each waiting out the timeout again in turn.
+        self._failures = 0
+        self._failure: BaseException | None = None
 
     def try_hit(self, key: tuple, amount: int, period: int, now: float):
         """From memory alone: None if admitted, the wall time the window resets if
@@ -102,15 +117,46 @@ class SharedCounts:
 
     async def hit(self, key: tuple, amount: int, period: int) -> float | None:
         """try_hit, waiting for Redis where it must. Raises Redis errors."""
+        failures = self._failures
         while True:
             result = self.try_hit(key, amount, period, time.time())
             if result is not ASK_REDIS:
                 return result
             count = self._counts[key]
             if count.slack == 0:
-                (total,) = await self._run([count.redis_key], f"1 {int(count.resets) + 1}")
-                return None if total <= count.limit else count.resets
-            await self._flush([count])
+                return await self._ask(count, failures)
+            await self._flush([count], failures)
+
+    def _raise_if_failed_since(self, failures: int | None) -> None:
+        if failures is not None and self._failures != failures:
+            raise self._failure.with_traceback(None)
+
+    async def _ask(self, count: Count, failures: int) -> float | None:
+        """Count this request in Redis first (slack 0). The requests that arrive while the
+        key's send is on its way go together in the next one: INCRBY n tells each its place
+        in the window (total - n + its place in the send), so a burst on one key costs one
+        round trip and one connection at a time, not one each. Were it one each, a burst
+        of hundreds would queue for the pool's connections, and under CPU load past its
+        timeout, which would count as Redis away."""
+        ask = count.asking
+        ask.size += 1
+        place = ask.size
+        async with count.lock:
+            if ask.total is None and ask.error is None:  # the first of its send to get here
+                if count.asking is ask:  # (else a sender was cancelled: send it again)
+                    count.asking = Ask()
+                try:
+                    self._raise_if_failed_since(failures)
+                    (ask.total,) = await self._run(
+                        [count.redis_key], f"{ask.size} {int(count.resets) + 1}"
+                    )
+                except (RedisError, OSError) as exc:
+                    ask.error = exc
+                    raise
+                count.synced = max(count.synced, ask.total)
+        if ask.error is not None:
+            raise ask.error.with_traceback(None)
+        return None if ask.total - ask.size + place <= count.limit else count.resets
 
     def _new(self, key: tuple, amount: int, period: int, now: float) -> Count:
         window = int(now // period)
@@ -140,11 +186,13 @@ class SharedCounts:
         if ready:
             await self._flush(ready)
 
-    async def _flush(self, counts: list[Count]) -> None:
-        """Send these counts' new requests and read back each window's total."""
+    async def _flush(self, counts: list[Count], failures: int | None = None) -> None:
+        """Send these counts' new requests and read back each window's total (unless a send
+        has failed since `failures` was read)."""
         for count in counts:
             await count.lock.acquire()
         try:
+            self._raise_if_failed_since(failures)
             await self._send(counts)
         finally:
             for count in counts:
@@ -176,6 +224,8 @@ class SharedCounts:
         try:
             reply = await self._send_script(keys=keys, args=[numbers])
         except (RedisError, OSError) as exc:
+            self._failures += 1
+            self._failure = exc
             self.on_error(exc)
             raise
         self.on_ok()
