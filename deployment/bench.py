@@ -406,6 +406,7 @@ def summary(
     print("  (req/s of a sell-out: answered from the first request to the last 201)")
     print(
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
+        f"2/1 orders/s over req/s {batched.orders_per_second / bare.rps:.2f}   "
         f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
         f"4/1 req/s {rejected.rps / bare.rps:.2f}"
     )
