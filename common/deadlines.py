@@ -32,6 +32,9 @@ class RequestDeadlineProtocol(HttpProtocol):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Sanic's set of this server's open connections, each protocol in it while open:
+        # what requests_in_flight reads, so nothing is counted per request.
+        self.app.ctx.connections = self.connections
         self.head_deadline = self.app.config.REQUEST_TIMEOUT
         self.body_deadline = self.app.config.REQUEST_BODY_TIMEOUT
         self._head_started = self._body_started = 0.0
@@ -65,6 +68,17 @@ class RequestDeadlineProtocol(HttpProtocol):
                 self._body_started = now
             return now - self._body_started > self.body_deadline
         return False
+
+
+def requests_in_flight(app: Sanic) -> int:
+    """Requests of this worker's server being handled or answered now (their head is in and
+    their answer not yet sent), read from its open connections: for the metrics' gauge."""
+    busy = 0
+    for connection in getattr(app.ctx, "connections", ()):
+        http = getattr(connection, "_http", None)
+        if http is not None and http.stage in (Stage.HANDLER, Stage.RESPONSE):
+            busy += 1
+    return busy
 
 
 def setup_deadlines(app: Sanic, settings: Settings) -> None:

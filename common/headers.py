@@ -1,11 +1,12 @@
 """Security headers on every response, and JSON as the only request body type.
 
-One middleware each way, with values built once: the seckill is the hot path.
+Called from common/web.py's one middleware each way, with values built once: the
+seckill is the hot path.
 """
 
 from __future__ import annotations
 
-from sanic import Request, Sanic
+from sanic import Request
 from sanic.response import HTTPResponse
 
 from common.errors import AppError
@@ -37,22 +38,20 @@ def is_json(content_type: str) -> bool:
     )
 
 
-def setup_headers(app: Sanic) -> None:
-    @app.on_request(priority=90)
-    async def only_json_bodies(request: Request) -> None:
-        # Forms, text/plain and bodies without a type are what another site's page can make
-        # a browser send without a CORS preflight: refused, so no such request acts here.
-        if request.body and not is_json(request.headers.get("content-type", "")):
-            raise UnsupportedMediaType(
-                "a request body must be JSON, sent with Content-Type: application/json"
-            )
-
-    @app.on_response(priority=90)
-    async def security_headers(request: Request, response: HTTPResponse) -> None:
-        headers = response.headers
-        for name, value in COMMON_HEADERS:
-            headers[name] = value
-        content_type = response.content_type or ""
-        headers["Content-Security-Policy"] = (
-            DOCS_CSP if content_type.startswith("text/html") else API_CSP
+def refuse_non_json_body(request: Request) -> None:
+    # Forms, text/plain and bodies without a type are what another site's page can make
+    # a browser send without a CORS preflight: refused, so no such request acts here.
+    if request.body and not is_json(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType(
+            "a request body must be JSON, sent with Content-Type: application/json"
         )
+
+
+def add_security_headers(response: HTTPResponse) -> None:
+    headers = response.headers
+    for name, value in COMMON_HEADERS:
+        headers[name] = value
+    content_type = response.content_type or ""
+    headers["Content-Security-Policy"] = (
+        DOCS_CSP if content_type.startswith("text/html") else API_CSP
+    )

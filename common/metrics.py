@@ -16,7 +16,6 @@ import bisect
 import logging
 import os
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -35,6 +34,7 @@ from sanic.response import HTTPResponse, raw
 from sanic_ext import openapi
 
 from common.config import Settings
+from common.deadlines import requests_in_flight
 from common.errors import AppError
 from common.openapi import text_response
 
@@ -239,29 +239,24 @@ def route_label(request: Request) -> str:
     return route.uri if route is not None else UNMATCHED
 
 
+def request_answered(request: Request, status: int, seconds: float) -> None:
+    """Called by the one response middleware (common/web.py): no middleware of its own,
+    whose dispatch would cost more than the counting."""
+    if not TALLY.enabled:
+        return
+    route = route_label(request)
+    TALLY.count(HTTP_REQUESTS, (route, request.method, status))
+    TALLY.observe(HTTP_LATENCY, seconds, (route,))
+
+
 def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()) -> None:
-    """GET /metrics (unless METRICS=off or METRICS_PORT moves it), the HTTP metrics, and a
-    task per worker that flushes the tally, sets the pool gauges and runs probes."""
+    """GET /metrics (unless METRICS=off or METRICS_PORT moves it) and a task per worker
+    that flushes the tally, sets the pool gauges and runs probes. The HTTP metrics are
+    counted by common/web.py's response middleware (request_answered)."""
     app.ctx.metric_probes = list(probes)
     TALLY.enabled = settings.metrics == "on"
     if not TALLY.enabled:
         return
-    in_flight: weakref.WeakSet[Request] = weakref.WeakSet()
-
-    @app.on_request(priority=99)
-    async def request_started(request: Request) -> None:
-        # A WeakSet: a request whose client left before its answer still leaves the count.
-        in_flight.add(request)
-
-    @app.on_response(priority=99)
-    async def request_answered(request: Request, response: HTTPResponse) -> None:
-        in_flight.discard(request)
-        route = route_label(request)
-        TALLY.count(HTTP_REQUESTS, (route, request.method, str(response.status)))
-        started = getattr(request.ctx, "started", None)
-        if started is not None:
-            TALLY.observe(HTTP_LATENCY, time.perf_counter() - started, (route,))
-
     if settings.metrics_port is None:
 
         @app.get(METRICS_PATH, name="metrics")
@@ -270,19 +265,19 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
         @text_response(200, "text/plain", "the metrics, in Prometheus' text format 0.0.4")
         async def metrics(request: Request) -> HTTPResponse:
             """Prometheus text format; every worker's counts (docs/metrics.md)."""
-            flush(request.app, in_flight)
+            flush(request.app)
             return raw(exposition(), content_type=CONTENT_TYPE_LATEST)
 
     @app.after_server_start
     async def start_flushing(app: Sanic) -> None:
-        app.ctx.metrics_loop = asyncio.create_task(flush_forever(app, in_flight), name="metrics")
+        app.ctx.metrics_loop = asyncio.create_task(flush_forever(app), name="metrics")
 
     @app.before_server_stop
     async def stop_flushing(app: Sanic) -> None:
         app.ctx.metrics_loop.cancel()
         with suppress(asyncio.CancelledError):
             await app.ctx.metrics_loop
-        flush(app, in_flight)
+        flush(app)
 
     @app.after_server_stop
     async def leave(app: Sanic) -> None:
@@ -291,9 +286,10 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
             multiprocess.mark_process_dead(os.getpid())
 
 
-def flush(app: Sanic, in_flight: weakref.WeakSet) -> None:
+def flush(app: Sanic) -> None:
     TALLY.flush()
-    HTTP_IN_FLIGHT.set(len(in_flight))
+    # Read from the server's connections, not counted per request (common/deadlines.py).
+    HTTP_IN_FLIGHT.set(requests_in_flight(app))
     ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
     pool = getattr(getattr(app.ctx, "db", None), "pool", None)
     if pool is not None:
@@ -301,13 +297,13 @@ def flush(app: Sanic, in_flight: weakref.WeakSet) -> None:
         DB_POOL_SIZE.set(pool.maxsize)
 
 
-async def flush_forever(app: Sanic, in_flight: weakref.WeakSet) -> None:
+async def flush_forever(app: Sanic) -> None:
     probing = is_first_worker()
     next_probe = 0.0
     while True:
         await asyncio.sleep(FLUSH_SECONDS)
         try:
-            flush(app, in_flight)
+            flush(app)
             if probing and time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + PROBE_SECONDS
                 await run_probes(app)
