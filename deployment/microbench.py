@@ -1,8 +1,9 @@
 """CPU per order of the seckill's batch path: `python -m deployment.microbench`.
 
 No HTTP: the real Seckill (activity_service/seckill.py) sells to batches of
-concurrent `buy()` calls against a fresh database made by activity_service's
-migrations (under a `sktest_` prefix, dropped afterwards), and the real
+concurrent `buy()` calls, one client task per buyer of a batch awaiting its calls
+one after another as a Sanic connection's task does, against a fresh database
+made by activity_service's migrations (under a `sktest_` prefix, dropped afterwards), and the real
 OrderRelay hands the new orders to an order_service stand-in that encodes the
 call's body as the real client does and acknowledges it at once; the relay
 then marks them delivered in MySQL. So everything activity_service's Python
@@ -79,6 +80,7 @@ class Run:
     orders: int
     cpu_seconds: float
     wall_seconds: float
+    batches: int
 
     @property
     def cpu_us_per_order(self) -> float:
@@ -88,39 +90,54 @@ class Run:
     def orders_per_second(self) -> float:
         return self.orders / self.wall_seconds
 
+    @property
+    def orders_per_batch(self) -> float:
+        return self.orders / max(self.batches, 1)
+
 
 async def measure(db: Database, batch_size: int, orders: int, profiler=None) -> Run:
-    """Sell `orders` new orders in batches of batch_size; CPU and wall time of the whole."""
+    """Sell `orders` new orders in batches of batch_size; CPU and wall time of the whole.
+
+    batch_size clients, each a task of its own that buys for one user after another, as
+    Sanic serves a connection: each request's buy() is awaited in its connection's task,
+    with no task of its own per request.
+    """
     activity_id = await new_activity(db)
     relay = OrderRelay(db, AcknowledgingOrders())
-    seckill = Seckill(db, relay.deliver, batch_max=batch_size, batch_wait_ms=0)
+    batches = 0
+
+    def deliver(new_orders: list[dict]) -> asyncio.Future:
+        nonlocal batches
+        batches += 1  # once per committed batch that sold
+        return relay.deliver(new_orders)
+
+    seckill = Seckill(db, deliver, batch_max=batch_size, batch_wait_ms=0)
     user_ids = itertools.count(1)
-    batches = max(orders // batch_size, 1)
 
-    async def batch() -> None:
-        outcomes = await asyncio.gather(
-            *(seckill.buy(activity_id, next(user_ids)) for _ in range(batch_size))
-        )
-        if not all(outcome.created for outcome in outcomes):
-            raise RuntimeError(f"a batch did not sell to every buyer: {outcomes[:3]}")
+    async def client(rounds: int) -> None:
+        for _ in range(rounds):
+            outcome = await seckill.buy(activity_id, next(user_ids))
+            if not outcome.created:
+                raise RuntimeError(f"a buyer did not get a new order: {outcome}")
 
-    for _ in range(3):  # warm the pool's connections and the activity's state
-        await batch()
-    await relay.drain()
-    sold_before = next(user_ids) - 1
+    async def sell(rounds: int) -> None:
+        await asyncio.gather(*(client(rounds) for _ in range(batch_size)))
+        await relay.drain()  # the delivered marks are part of each order's cost
+
+    await sell(3)  # warm the pool's connections and the activity's state
+    sold_before, batches = next(user_ids) - 1, 0
     user_ids = itertools.count(sold_before + 1)
+    rounds = max(orders // batch_size, 1)
     if profiler is not None:
         profiler.enable()
     cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(batches):
-        await batch()
-    await relay.drain()  # the delivered marks are part of each order's cost
+    await sell(rounds)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if profiler is not None:
         profiler.disable()
-    sold = batches * batch_size
+    sold = rounds * batch_size
     check_books(db, activity_id, sold_before + sold, delivered=True)
-    return Run(batch_size, sold, cpu, wall)
+    return Run(batch_size, sold, cpu, wall, batches)
 
 
 def top_functions(profiler: cProfile.Profile, count: int = 15) -> str:
@@ -132,7 +149,10 @@ def top_functions(profiler: cProfile.Profile, count: int = 15) -> str:
 async def run_all(args: argparse.Namespace, report=print) -> dict[int, float]:
     """Print the figures; returns the median µs of CPU per order for each batch size."""
     report(f"machine: {machine()}")
-    report(f"{'batch':>6} {'CPU us/order':>13} {'orders/s':>10} {'orders':>8}   (median of runs)")
+    report(
+        f"{'batch':>6} {'CPU us/order':>13} {'orders/s':>10} {'orders':>8} {'per batch':>10}"
+        "   (median of runs)"
+    )
     medians = {}
     async with scratch_database("activity_service", models.run_migrations) as db:
         for batch_size in args.batch_sizes:
@@ -140,7 +160,11 @@ async def run_all(args: argparse.Namespace, report=print) -> dict[int, float]:
             cpu = statistics.median(r.cpu_us_per_order for r in runs)
             rate = statistics.median(r.orders_per_second for r in runs)
             each = " ".join(f"{r.cpu_us_per_order:.1f}" for r in runs)
-            report(f"{batch_size:>6} {cpu:>13.1f} {rate:>10.0f} {runs[0].orders:>8}   ({each})")
+            per_batch = statistics.median(r.orders_per_batch for r in runs)
+            report(
+                f"{batch_size:>6} {cpu:>13.1f} {rate:>10.0f} {runs[0].orders:>8} "
+                f"{per_batch:>10.1f}   ({each})"
+            )
             medians[batch_size] = cpu
         if args.profile:
             profiler = cProfile.Profile(time.process_time)  # CPU, not waits
