@@ -371,6 +371,10 @@ def indented(line: str) -> None:
     print("  " + line.replace("\n", "\n  "), flush=True)
 
 
+def cpu_ratio(on: Run, off: Run) -> float:
+    return on.cpu_us_per_request() / max(off.cpu_us_per_request(), 1e-9)
+
+
 def summary(
     bare: Run,
     batched: Run,
@@ -386,6 +390,7 @@ def summary(
     print(f"\nsummary (load average now {load[0]:.2f})")
     print(
         f"  {'scenario':<28}{'req/s':>10}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'wrk CPU':>9}"
+        f"{'CPU µs/req':>12}"
     )
     rows = (
         ("1 bare /livez", bare, bare.rps),
@@ -401,9 +406,12 @@ def summary(
         orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
         print(
             f"  {name:<28}{rps:>10,.0f}{orders:>10}{run.p50_ms:>9.2f}{run.p99_ms:>9.2f}"
-            f"{run.cpu_share['wrk']:>9.0%}"
+            f"{run.cpu_share['wrk']:>9.0%}{run.cpu_us_per_request():>12.1f}"
         )
-    print("  (req/s of a sell-out: answered from the first request to the last 201)")
+    print(
+        "  (req/s of a sell-out: answered from the first request to the last 201; CPU µs/req: "
+        "activity_service's CPU over the whole run per request answered)"
+    )
     print(
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
         f"2/1 orders/s over req/s {batched.orders_per_second / bare.rps:.2f}   "
@@ -422,6 +430,13 @@ def summary(
         f"{batched.orders_per_second / max(unmetered.orders_per_second, 1e-9):.2f}"
         f"   rejections req/s {rejected.rps:,.0f} / {rejected_unmetered.rps:,.0f} = "
         f"{rejected.rps / max(rejected_unmetered.rps, 1e-9):.2f}"
+    )
+    print(
+        "  activity_service CPU µs per request, on/off: "
+        f"limits: sell-out {cpu_ratio(limited, batched):.2f}, "
+        f"rejections {cpu_ratio(rejected_limited, rejected):.2f}   "
+        f"metrics: sell-out {cpu_ratio(batched, unmetered):.2f}, "
+        f"rejections {cpu_ratio(rejected, rejected_unmetered):.2f}   (1.00: no cost)"
     )
     cpu = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
     print(f"  the batch path's CPU per order, µs (0.): {cpu}")
