@@ -163,7 +163,11 @@ class TokenVerifier:
         self._key_ready = asyncio.Event()
         if public_key is not None:
             self._key_ready.set()
-        self._cache: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
+        # token -> (user id, is admin, expires, issued): a plain tuple of numbers, which the
+        # cyclic garbage collector stops tracking at its first look, so the sale's hundreds
+        # of thousands of cached tokens add nothing to its full collections (a Principal
+        # in it, a class instance, would keep every entry tracked).
+        self._cache: OrderedDict[str, tuple[int, bool, float, float]] = OrderedDict()
         self._cache_size = cache_size
         # user id -> iat before which that user's tokens are refused (common/revocations.py)
         self._not_before: dict[int, float] = {}
@@ -246,12 +250,12 @@ class TokenVerifier:
         cached = self._cache.get(token)
         now = time.time()
         if cached is not None:
-            principal, expires, issued = cached
+            user_id, is_admin, expires, issued = cached
             if now < expires:
-                if issued < self._not_before.get(principal.user_id, 0.0):
+                if issued < self._not_before.get(user_id, 0.0):
                     raise TokenRevoked("the access token was revoked; log in again")
                 self._cache.move_to_end(token)
-                return principal
+                return Principal(user_id, is_admin)
             del self._cache[token]
         if self._key is None:
             try:
@@ -261,7 +265,7 @@ class TokenVerifier:
         principal, expires, issued = self._check(token, now)
         if issued < self._not_before.get(principal.user_id, 0.0):
             raise TokenRevoked("the access token was revoked; log in again")
-        self._cache[token] = (principal, expires, issued)
+        self._cache[token] = (principal.user_id, principal.is_admin, expires, issued)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return principal
