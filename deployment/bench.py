@@ -10,12 +10,15 @@ with wrk (deployment/bench.lua):
   3. the same sell-out with SECKILL_BATCH_MAX=1 (activity_service restarted so);
   4. rejections after the sell-out: users without an order ask again (409 sold_out).
 
-Scenarios 2 and 4 run twice, side by side: with the rate limits off, and with the
-default limits on (RATE_LIMITS=on, shared through Redis at --redis-url, or per process
-when that is empty). wrk sends every buyer from one address, so the limits-on run
-raises LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never
-refusing); the per-user limit keeps its default. They run a third time with the
-metrics off (METRICS=off; every other run has them on, the default), for their cost.
+Scenarios 2 and 4 run in three variants, once each per round (--rounds, 3), the order
+reversed every other round: with the default settings (rate limits off, metrics on), with
+the default limits on (2L/4L: RATE_LIMITS=on, shared through Redis at --redis-url, or per
+process when that is empty), and with the metrics off (2M/4M: METRICS=off), for what
+each costs. wrk sends every buyer from one address, so the limits-on runs raise
+LIMIT_SECKILL_PER_IP to BENCH_PER_IP (still counted on every request, never refusing);
+the per-user limit keeps its default. The summary gives each variant's median run and
+the median of the rounds' on/off ratios: this machine's speed drifts by more than the
+costs measured, so one pair of runs shows little.
 --challenge N runs every sale with
 the anti-bot challenge on at difficulty N, each buyer's solution solved before the run.
 
@@ -38,6 +41,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 import urllib.request
@@ -51,6 +55,12 @@ from deployment.invariants import Answers, books_from_databases, settle
 from deployment.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
 from deployment.stack import ADMIN, Stack
 
+# The sell-out's variants, each run once a round: (tag, what differs).
+VARIANTS = (
+    ("", "default settings"),
+    ("L", "default rate limits on"),
+    ("M", "metrics off"),
+)
 SYNTHETIC_IDS_FROM = 10_000_000  # far above any id user_service hands out in a bench stack
 # The per-address allowance of the limits-on runs: all of wrk's buyers share one address.
 BENCH_PER_IP = "100000000/minute"
@@ -77,6 +87,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--max-seconds", type=int, default=120, help="time cap per wrk run (120)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of the three sell-out variants, in alternating order (3; quick 1)",
+    )
+    parser.add_argument(
         "--challenge",
         type=int,
         default=0,
@@ -93,6 +108,9 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.stock = args.stock or (1000 if args.quick else 50_000)
     args.requests = args.requests or (20_000 if args.quick else 200_000)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -122,6 +140,9 @@ class Bench:
             "REDIS_URL": self.args.redis_url,
             "LIMIT_SECKILL_PER_IP": BENCH_PER_IP,
         }
+
+    def variant_settings(self, tag: str) -> dict[str, str]:
+        return {"": {}, "L": self.limits_on(), "M": {"METRICS": "off"}}[tag]
 
     def start_activity_service(self, **env: str) -> None:
         self.stack.stop("activity_service")
@@ -330,34 +351,29 @@ def main() -> None:
         bench.start()
         bare = bench.bare()
         show("1. bare JSON endpoint (GET /livez, no I/O)", bare)
-        # Restarted as before the limits-on runs, so both pairs start from the same state.
-        bench.start_activity_service()
-        batched, activity_id, users, checks = bench.sell_out()
-        show(
-            f"2. sell-out, group commit (SECKILL_BATCH_MAX default), activity {activity_id}",
-            batched,
-        )
-        print("\n".join("  " + c for c in checks))
-        rejected = bench.rejections(activity_id, users)
-        show("4. rejections after the sell-out", rejected)
-        bench.start_activity_service(**bench.limits_on())
-        limited, activity_id, users, checks = bench.sell_out()
-        show(f"2L. sell-out, group commit, default rate limits on, activity {activity_id}", limited)
-        print("\n".join("  " + c for c in checks))
-        rejected_limited = bench.rejections(activity_id, users)
-        show("4L. rejections after the sell-out, default rate limits on", rejected_limited)
-        bench.start_activity_service(METRICS="off")
-        unmetered, activity_id, users, checks = bench.sell_out()
-        show(f"2M. sell-out, group commit, metrics off, activity {activity_id}", unmetered)
-        print("\n".join("  " + c for c in checks))
-        rejected_unmetered = bench.rejections(activity_id, users)
-        show("4M. rejections after the sell-out, metrics off", rejected_unmetered)
+        pairs = {tag: [] for tag, _ in VARIANTS}
+        for number in range(1, args.rounds + 1):
+            # Alternating order: a machine that speeds up or slows down during the run
+            # favours no variant, and each round's ratios compare runs minutes apart.
+            order = VARIANTS if number % 2 else VARIANTS[::-1]
+            for tag, settings in order:
+                # Restarted before each variant, so every one starts from the same state.
+                bench.start_activity_service(**bench.variant_settings(tag))
+                sold, activity_id, users, checks = bench.sell_out()
+                show(
+                    f"2{tag}. sell-out, group commit, {settings}, round {number}, "
+                    f"activity {activity_id}",
+                    sold,
+                )
+                print("\n".join("  " + c for c in checks))
+                rejected = bench.rejections(activity_id, users)
+                show(f"4{tag}. rejections after the sell-out, {settings}, round {number}", rejected)
+                pairs[tag].append((sold, rejected))
         bench.start_activity_service(SECKILL_BATCH_MAX="1")
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        metered = (rejected_limited, unmetered, rejected_unmetered)
-        summary(bare, batched, single, rejected, limited, *metered, micro)
+        summary(bare, single, pairs, micro)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -371,75 +387,93 @@ def indented(line: str) -> None:
     print("  " + line.replace("\n", "\n  "), flush=True)
 
 
-def cpu_ratio(on: Run, off: Run) -> float:
-    return on.cpu_us_per_request() / max(off.cpu_us_per_request(), 1e-9)
+def median_run(runs: list[Run], key) -> Run:
+    """The run whose key is the median (the lower middle one of an even count)."""
+    ranked = sorted(runs, key=key)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def ratios(on: list[Run], off: list[Run], key) -> str:
+    """Each round's on/off ratio, and their median: the figure to read."""
+    each = [key(a) / max(key(b), 1e-9) for a, b in zip(on, off, strict=True)]
+    listed = " ".join(f"{r:.2f}" for r in each)
+    return f"{statistics.median(each):.2f} ({listed})"
 
 
 def summary(
-    bare: Run,
-    batched: Run,
-    single: Run,
-    rejected: Run,
-    limited: Run,
-    rejected_limited: Run,
-    unmetered: Run,
-    rejected_unmetered: Run,
-    micro: dict[int, float],
+    bare: Run, single: Run, pairs: dict[str, list[tuple[Run, Run]]], micro: dict[int, float]
 ) -> None:
     load = os.getloadavg()
-    print(f"\nsummary (load average now {load[0]:.2f})")
+    rounds = len(pairs[""])
     print(
-        f"  {'scenario':<28}{'req/s':>10}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'wrk CPU':>9}"
+        f"\nsummary (load average now {load[0]:.2f}; sell-outs and rejections: the median "
+        f"of {rounds} round{'s' if rounds > 1 else ''})"
+    )
+    print(
+        f"  {'scenario':<36}{'req/s':>10}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'wrk CPU':>9}"
         f"{'CPU µs/req':>12}"
     )
-    rows = (
-        ("1 bare /livez", bare, bare.rps),
-        ("2 sell-out, group commit", batched, batched.sale_rps),
-        ("2L the same, limits on", limited, limited.sale_rps),
-        ("2M the same, metrics off", unmetered, unmetered.sale_rps),
-        ("3 sell-out, BATCH_MAX=1", single, single.sale_rps),
-        ("4 rejections", rejected, rejected.rps),
-        ("4L the same, limits on", rejected_limited, rejected_limited.rps),
-        ("4M the same, metrics off", rejected_unmetered, rejected_unmetered.rps),
-    )
-    for name, run, rps in rows:
-        orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
+    sold = {tag: [s for s, _ in runs] for tag, runs in pairs.items()}
+    rejected = {tag: [r for _, r in runs] for tag, runs in pairs.items()}
+
+    def orders(run: Run) -> float:
+        return run.orders_per_second
+
+    def rps(run: Run) -> float:
+        return run.rps
+
+    def cpu(run: Run) -> float:
+        return run.cpu_us_per_request()
+
+    rows = [("1 bare /livez", bare, bare.rps)]
+    for tag, settings in VARIANTS:
+        run = median_run(sold[tag], orders)
+        rows.append((f"2{tag} sell-out, {settings}", run, run.sale_rps))
+    rows.append(("3 sell-out, BATCH_MAX=1", single, single.sale_rps))
+    for tag, settings in VARIANTS:
+        run = median_run(rejected[tag], rps)
+        rows.append((f"4{tag} rejections, {settings}", run, run.rps))
+    for name, run, shown_rps in rows:
+        shown_orders = f"{run.orders_per_second:,.0f}" if run.created else "-"
         print(
-            f"  {name:<28}{rps:>10,.0f}{orders:>10}{run.p50_ms:>9.2f}{run.p99_ms:>9.2f}"
-            f"{run.cpu_share['wrk']:>9.0%}{run.cpu_us_per_request():>12.1f}"
+            f"  {name:<36}{shown_rps:>10,.0f}{shown_orders:>10}{run.p50_ms:>9.2f}"
+            f"{run.p99_ms:>9.2f}{run.cpu_share['wrk']:>9.0%}{run.cpu_us_per_request():>12.1f}"
         )
     print(
         "  (req/s of a sell-out: answered from the first request to the last 201; CPU µs/req: "
         "activity_service's CPU over the whole run per request answered)"
     )
+    batched, rejections = median_run(sold[""], orders), median_run(rejected[""], rps)
     print(
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
         f"2/1 orders/s over req/s {batched.orders_per_second / bare.rps:.2f}   "
         f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
-        f"4/1 req/s {rejected.rps / bare.rps:.2f}"
+        f"4/1 req/s {rejections.rps / bare.rps:.2f}"
+    )
+    per_order = ", ".join(
+        f"{name} {1e6 * seconds / max(batched.created, 1):.0f}"
+        for name, seconds in batched.cpu_seconds.items()
+    )
+    print(f"  CPU µs per order in sell-out 2 (whole run), by process: {per_order}")
+    print("  on/off, the median of the rounds' ratios (each round's in brackets):")
+    print(
+        f"    rate limits: sell-out orders/s {ratios(sold['L'], sold[''], orders)}   "
+        f"rejections req/s {ratios(rejected['L'], rejected[''], rps)}"
     )
     print(
-        "  rate limits on/off: "
-        f"sell-out orders/s {limited.orders_per_second / max(batched.orders_per_second, 1e-9):.2f}"
-        f"   rejections req/s {rejected_limited.rps / max(rejected.rps, 1e-9):.2f}"
+        f"    metrics: sell-out orders/s {ratios(sold[''], sold['M'], orders)}   "
+        f"rejections req/s {ratios(rejected[''], rejected['M'], rps)}"
     )
     print(
-        "  metrics on/off: "
-        f"sell-out orders/s {batched.orders_per_second:,.0f} / "
-        f"{unmetered.orders_per_second:,.0f} = "
-        f"{batched.orders_per_second / max(unmetered.orders_per_second, 1e-9):.2f}"
-        f"   rejections req/s {rejected.rps:,.0f} / {rejected_unmetered.rps:,.0f} = "
-        f"{rejected.rps / max(rejected_unmetered.rps, 1e-9):.2f}"
+        f"    activity_service CPU µs/req, limits: sell-out {ratios(sold['L'], sold[''], cpu)}"
+        f"   rejections {ratios(rejected['L'], rejected[''], cpu)}"
     )
     print(
-        "  activity_service CPU µs per request, on/off: "
-        f"limits: sell-out {cpu_ratio(limited, batched):.2f}, "
-        f"rejections {cpu_ratio(rejected_limited, rejected):.2f}   "
-        f"metrics: sell-out {cpu_ratio(batched, unmetered):.2f}, "
-        f"rejections {cpu_ratio(rejected, rejected_unmetered):.2f}   (1.00: no cost)"
+        f"    activity_service CPU µs/req, metrics: sell-out {ratios(sold[''], sold['M'], cpu)}"
+        f"   rejections {ratios(rejected[''], rejected['M'], cpu)}   (1.00: no cost)"
     )
-    cpu = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
-    print(f"  the batch path's CPU per order, µs (0.): {cpu}")
+    cpu_text = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
+    print(f"  the batch path's CPU per order, µs (0.): {cpu_text}")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ def run_wrk(
         out, err = stdout.read().decode(), stderr.read().decode()
     used = {name: cpu_seconds(pids) - before[name] for name, pids in watch.items()}
     share = {name: seconds / (wall * CPUS) for name, seconds in used.items()}
-    share["wrk"] = (usage.ru_utime + usage.ru_stime) / (wall * CPUS)
+    used["wrk"] = usage.ru_utime + usage.ru_stime
+    share["wrk"] = used["wrk"] / (wall * CPUS)
     line = next((x for x in out.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}):\n{out}\n{err}")
