@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -66,9 +66,25 @@ class Count:
     sending: int = 0  # admitted here, on the way to Redis
     unsynced: int = 0  # admitted here, not yet sent
     dirty: bool = False  # waiting in the flusher's list
-    asking: Ask = field(default_factory=Ask)  # slack 0: the requests waiting for the next send
-    # One send per key at a time: a total read back always includes what was sent before.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    asking: Ask | None = None  # slack 0: the requests waiting for the next send, if any
+    # One send per key at a time, so a total read back always includes what was sent
+    # before: a future while a send is on its way, done when it ends. Made per send, not
+    # kept: a sale holds a count per buyer, and every object kept per count (a lock, an
+    # Ask) lengthens each full pass of the garbage collector (docs/seckill.md).
+    busy: asyncio.Future | None = None
+
+
+async def claim(count: Count) -> None:
+    """Wait until no send of this key is on its way, then be the one (release: done())."""
+    while count.busy is not None:
+        await asyncio.wait((count.busy,))  # waiting never cancels the shared future
+    count.busy = asyncio.get_running_loop().create_future()
+
+
+def done(count: Count) -> None:
+    busy, count.busy = count.busy, None
+    if busy is not None:
+        busy.set_result(None)
 
 
 class SharedCounts:
@@ -139,12 +155,15 @@ class SharedCounts:
         of hundreds would queue for the pool's connections, and under CPU load past its
         timeout, which would count as Redis away."""
         ask = count.asking
+        if ask is None:
+            ask = count.asking = Ask()
         ask.size += 1
         place = ask.size
-        async with count.lock:
+        await claim(count)
+        try:
             if ask.total is None and ask.error is None:  # the first of its send to get here
                 if count.asking is ask:  # (else a sender was cancelled: send it again)
-                    count.asking = Ask()
+                    count.asking = None  # the next request starts the next send's Ask
                 try:
                     self._raise_if_failed_since(failures)
                     (ask.total,) = await self._run(
@@ -154,6 +173,8 @@ class SharedCounts:
                     ask.error = exc
                     raise
                 count.synced = max(count.synced, ask.total)
+        finally:
+            done(count)
         if ask.error is not None:
             raise ask.error.with_traceback(None)
         return None if ask.total - ask.size + place <= count.limit else count.resets
@@ -175,7 +196,7 @@ class SharedCounts:
         waiting, self._dirty = self._dirty, []
         ready = []
         for count in waiting:
-            if count.lock.locked():  # being sent now: it goes with the next round
+            if count.busy is not None:  # being sent now: it goes with the next round
                 self._dirty.append(count)
                 continue
             count.dirty = False
@@ -189,14 +210,16 @@ class SharedCounts:
     async def _flush(self, counts: list[Count], failures: int | None = None) -> None:
         """Send these counts' new requests and read back each window's total (unless a send
         has failed since `failures` was read)."""
-        for count in counts:
-            await count.lock.acquire()
+        claimed = []
         try:
+            for count in counts:
+                await claim(count)
+                claimed.append(count)
             self._raise_if_failed_since(failures)
             await self._send(counts)
         finally:
-            for count in counts:
-                count.lock.release()
+            for count in claimed:
+                done(count)
 
     async def _send(self, counts: list[Count]) -> None:
         sent = [(count, count.unsynced) for count in counts]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import signal
@@ -112,3 +113,26 @@ async def test_a_hung_redis_holds_a_burst_up_to_one_timeout_not_one_each(share):
         await limiter.close()
         await redis.aclose()
         server.stop()
+
+
+async def test_a_count_per_buyer_leaves_one_tracked_object_for_the_garbage_collector():
+    """A sale holds a count per buyer and window; everything kept per count is walked by each
+    full pass of the cyclic garbage collector (docs/seckill.md). One object each: the
+    count itself, with no lock or waiting list kept beside it."""
+    redis = new_redis(SHARED_REDIS)
+    limiter = Limiter(redis, prefix="sktest_" + secrets.token_hex(4))
+    limit = Limit("seckill_per_user", parse_limit("20/hour"))
+    buyers = 2000
+    try:
+        await limiter.hit(limit, "0")
+        await limiter.close()  # flushed: what a count keeps after its send
+        gc.collect()
+        before = len(gc.get_objects())
+        for user in range(1, buyers + 1):
+            await limiter.hit(limit, str(user))
+        await limiter.close()
+        gc.collect()
+        per_buyer = (len(gc.get_objects()) - before) / buyers
+        assert per_buyer < 1.2, per_buyer
+    finally:
+        await redis.aclose()
