@@ -434,6 +434,31 @@ def check_load_job(docs: list[Doc], overlay: str) -> list[str]:
     return problems
 
 
+def check_metrics_scrape(docs: list[Doc], overlay: str) -> list[str]:
+    """Each service's pods ask to be scraped, on the port and path /metrics is served from."""
+    problems = []
+    for service, workload, _, container in app_containers(docs):
+        if "ports" not in container:
+            continue  # the migration init container serves nothing
+        env = container_env(docs, container)
+        if env.get("METRICS", "on") == "off":
+            continue
+        port = int(env.get("METRICS_PORT") or SERVICE_PORTS[service])
+        template = workload["spec"]["template"].get("metadata", {})
+        annotations = template.get("annotations", {})
+        wanted = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/path": "/metrics",
+            "prometheus.io/port": str(port),
+        }
+        for name, value in wanted.items():
+            if annotations.get(name) != value:
+                problems.append(
+                    f"{container['name']}: {name} is {annotations.get(name)!r}, not {value!r}"
+                )
+    return problems
+
+
 CHECKS: dict[str, Callable[[list[Doc], str], list[str]]] = {
     "schema": check_schema,
     "env": check_env,
@@ -444,4 +469,5 @@ CHECKS: dict[str, Callable[[list[Doc], str], list[str]]] = {
     "security": check_security,
     "resources": check_resources,
     "load_job": check_load_job,
+    "metrics_scrape": check_metrics_scrape,
 }

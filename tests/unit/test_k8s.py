@@ -167,6 +167,13 @@ BREAKAGES = [
         "no limits for memory",
     ),
     (
+        "metrics_scrape",
+        "base/order-service.yaml",
+        'prometheus.io/port: "8003"',
+        'prometheus.io/port: "9100"',
+        "prometheus.io/port is '9100'",
+    ),
+    (
         "load_job",
         "overlays/dev/kustomization.yaml",
         "LOCUST_ATTEMPTS=3",
