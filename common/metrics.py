@@ -239,14 +239,15 @@ def route_label(request: Request) -> str:
     return route.uri if route is not None else UNMATCHED
 
 
-def request_answered(request: Request, status: int, seconds: float) -> None:
+def request_answered(request: Request, status: int, seconds: float | None) -> None:
     """Called by the one response middleware (common/web.py): no middleware of its own,
-    whose dispatch would cost more than the counting."""
+    whose dispatch would cost more than the counting. seconds: None when unknown."""
     if not TALLY.enabled:
         return
     route = route_label(request)
     TALLY.count(HTTP_REQUESTS, (route, request.method, status))
-    TALLY.observe(HTTP_LATENCY, seconds, (route,))
+    if seconds is not None:
+        TALLY.observe(HTTP_LATENCY, seconds, (route,))
 
 
 def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()) -> None:

@@ -66,7 +66,9 @@ async def freeze_startup_objects(app: Sanic) -> None:
     """Move what the worker made to start (some 100,000 objects: modules' functions, classes,
     dicts), all of which lives as long as it does, out of the garbage collector's sight
     (gc.freeze). Every full collection otherwise walks them all again: in a sale, several
-    pauses of 50 to 150 ms per worker (docs/seckill.md, garbage collection)."""
+    pauses of 50 to 150 ms per worker (docs/seckill.md, garbage collection). Collected
+    first: garbage frozen would never be freed."""
+    gc.collect()
     gc.freeze()
 
 
@@ -95,8 +97,9 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
         add_security_headers(response)
         request_id = getattr(request.ctx, "request_id", None) or new_request_id()
         response.headers["X-Request-ID"] = request_id
+        # No start time when no request middleware ran (a request Sanic refused first).
         started = getattr(request.ctx, "started", None)
-        seconds = time.perf_counter() - started if started is not None else 0.0
+        seconds = time.perf_counter() - started if started is not None else None
         metrics.request_answered(request, response.status, seconds)
         if access_log:
             status = response.status
@@ -111,7 +114,7 @@ def setup_requests(app: Sanic, settings: Settings) -> None:
                 status,
                 extra={
                     "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
+                    "duration_ms": round(seconds * 1000, 2) if seconds is not None else 0.0,
                     "request_id": request_id,
                 },
             )
