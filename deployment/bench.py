@@ -376,7 +376,7 @@ def main() -> None:
         single, activity_id, _, checks = bench.sell_out()
         show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
         print("\n".join("  " + c for c in checks))
-        summary(median_run(bares, lambda run: run.rps), single, pairs, micro)
+        summary(median_run(bares, rps), single, pairs, micro)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -388,6 +388,19 @@ def main() -> None:
 
 def indented(line: str) -> None:
     print("  " + line.replace("\n", "\n  "), flush=True)
+
+
+# What a run is ranked and compared by.
+def orders(run: Run) -> float:
+    return run.orders_per_second
+
+
+def rps(run: Run) -> float:
+    return run.rps
+
+
+def cpu(run: Run) -> float:
+    return run.cpu_us_per_request()
 
 
 def median_run(runs: list[Run], key) -> Run:
@@ -418,15 +431,6 @@ def summary(
     )
     sold = {tag: [s for s, _ in runs] for tag, runs in pairs.items()}
     rejected = {tag: [r for _, r in runs] for tag, runs in pairs.items()}
-
-    def orders(run: Run) -> float:
-        return run.orders_per_second
-
-    def rps(run: Run) -> float:
-        return run.rps
-
-    def cpu(run: Run) -> float:
-        return run.cpu_us_per_request()
 
     rows = [("1 bare /livez", bare, bare.rps)]
     for tag, settings in VARIANTS:
