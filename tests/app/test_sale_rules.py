@@ -119,8 +119,12 @@ async def test_concurrent_patches_at_the_start_never_restock_a_sale_with_orders(
     results = []
 
     async def keep_patching() -> None:
-        for stock in range(4, 40):
+        # Until past the start, however fast each PATCH is: a fixed count could all land
+        # before it (the start is 1 to 2 s away), and the race would not be run at all.
+        stock = 4
+        while datetime.now(UTC) < starts + timedelta(seconds=1):
             results.append((await patch(api, activity["id"], {"stock": stock})).status)
+            stock += 1
             await asyncio.sleep(0.05)
 
     async def keep_buying(buyer) -> None:
