@@ -83,7 +83,9 @@ class Sweeper:
             if order_nos:
                 self.relay.deliver([{"order_no": n, "status": "expired"} for n in order_nos])
             expired += len(order_nos)
-            if len(order_nos) < SWEEP_BATCH:
+            # Not at a short batch: SKIP LOCKED may pass over rows it could have taken
+            # while other sweepers' transactions end (seen with four sweepers at once).
+            if not order_nos:
                 return expired
 
     async def run(self) -> None:
