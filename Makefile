@@ -61,8 +61,16 @@ $(WRK):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 
-test: $(STAMP) $(CHROMIUM) ## the development tools too, then the whole test suite (PYTEST_ARGS)
+# The whole suite in two runs: the layers without service processes four at a time (as test-fast),
+# then the end-to-end layer alone, whose storms, kill -9 runs and load tests want the cores to
+# themselves. With PYTEST_ARGS, one pytest run of exactly what they name.
+test: $(STAMP) $(CHROMIUM) ## the development tools too, then the whole test suite (PYTEST_ARGS: one run of what they name)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(PY) -m pytest tests/unit tests/app tests/integration -n 4 --dist loadfile
+	$(PY) -m pytest tests/e2e
+else
 	$(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 # Four pytest workers (pytest-xdist), a test file each at a time: most of the layer's time is
 # waiting (rate-limit windows, deadlines, expiries), which overlaps even on two cores.

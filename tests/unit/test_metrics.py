@@ -63,7 +63,10 @@ def test_a_given_metrics_directory_is_emptied_and_kept(tmp_path, monkeypatch):
 
 
 def test_without_a_metrics_directory_a_fresh_one_is_made_and_set(monkeypatch):
-    monkeypatch.delenv(METRICS_DIR_ENV, raising=False)
+    # Set, then removed: monkeypatch then restores the variable's absence after the test,
+    # and the directory made here is gone before later tests in this process build apps.
+    monkeypatch.setenv(METRICS_DIR_ENV, "")
+    monkeypatch.delenv(METRICS_DIR_ENV)
     made = prepare_metrics_dir("order_service")
     try:
         assert made.is_dir() and list(made.iterdir()) == []
