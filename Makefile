@@ -61,21 +61,24 @@ $(WRK):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 
+# Four pytest workers (pytest-xdist), a test file each at a time: most of the time of the layers
+# without service processes is waiting (rate-limit windows, deadlines, expiries), which overlaps
+# even on two cores.
+PARALLEL := -n 4 --dist loadfile
+
 # The whole suite in two runs: the layers without service processes four at a time (as test-fast),
 # then the end-to-end layer alone, whose storms, kill -9 runs and load tests want the cores to
 # themselves. With PYTEST_ARGS, one pytest run of exactly what they name.
 test: $(STAMP) $(CHROMIUM) ## the development tools too, then the whole test suite (PYTEST_ARGS: one run of what they name)
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(PY) -m pytest tests/unit tests/app tests/integration -n 4 --dist loadfile
+	$(PY) -m pytest tests/unit tests/app tests/integration $(PARALLEL)
 	$(PY) -m pytest tests/e2e
 else
 	$(PY) -m pytest $(PYTEST_ARGS)
 endif
 
-# Four pytest workers (pytest-xdist), a test file each at a time: most of the layer's time is
-# waiting (rate-limit windows, deadlines, expiries), which overlaps even on two cores.
 test-fast: $(STAMP) ## unit and in-process app tests only, four at a time (real MySQL, no service processes; PYTEST_ARGS)
-	$(PY) -m pytest tests/unit tests/app -n 4 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/app $(PARALLEL) $(PYTEST_ARGS)
 
 bench: $(STAMP) $(WRK) ## the seckill benchmark (prints figures; asserts nothing about speed)
 	$(PY) -m deployment.bench $(BENCH_ARGS)

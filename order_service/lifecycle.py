@@ -84,7 +84,8 @@ class Sweeper:
                 self.relay.deliver([{"order_no": n, "status": "expired"} for n in order_nos])
             expired += len(order_nos)
             # Not at a short batch: SKIP LOCKED may pass over rows it could have taken
-            # while other sweepers' transactions end (seen with four sweepers at once).
+            # while other sweepers' transactions end. Even an empty batch can come early
+            # when rounds overlap; the next round takes what is left (docs/seckill.md).
             if not order_nos:
                 return expired
 
