@@ -31,19 +31,19 @@ $(STAMP): requirements-dev.txt $(RUN_STAMP)
 	touch $@
 
 migrate: $(RUN_STAMP) ## create the databases and tables only
-	$(PY) -m deployment.local migrate
+	$(PY) -m devtools.local migrate
 
 run: $(RUN_STAMP) ## set up .venv, databases and tables, then run the three services (Ctrl-C or `make stop` stops them)
-	$(PY) -m deployment.local run
+	$(PY) -m devtools.local run
 
 stop: $(RUN_STAMP) ## stop the `make run` of this checkout (from another shell)
-	$(PY) -m deployment.local stop
+	$(PY) -m devtools.local stop
 
 reset: $(RUN_STAMP) ## drop this prefix's databases after a confirmation (FORCE=1: without asking)
-	FORCE=$(FORCE) $(PY) -m deployment.local reset
+	FORCE=$(FORCE) $(PY) -m devtools.local reset
 
 demo: $(RUN_STAMP) ## register, log in, create an activity, buy, list orders: against `make run`
-	$(PY) -m deployment.demo
+	$(PY) -m devtools.demo
 
 # The Swagger UI test drives Debian's Chromium (never a browser download of Playwright's own).
 CHROMIUM := /usr/bin/chromium
@@ -81,10 +81,10 @@ test-fast: $(STAMP) ## unit and in-process app tests only, four at a time (real 
 	$(PY) -m pytest tests/unit tests/app $(PARALLEL) $(PYTEST_ARGS)
 
 bench: $(STAMP) $(WRK) ## the seckill benchmark (prints figures; asserts nothing about speed)
-	$(PY) -m deployment.bench $(BENCH_ARGS)
+	$(PY) -m bench.bench $(BENCH_ARGS)
 
 load: $(STAMP) ## a Locust flash sale against `make run` (LOAD_ARGS; LOAD_ARGS= opens the web UI)
-	$(PY) -m deployment.local load $(LOAD_ARGS)
+	$(PY) -m devtools.local load $(LOAD_ARGS)
 
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

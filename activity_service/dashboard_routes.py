@@ -17,7 +17,6 @@ from sanic_ext import openapi
 
 from activity_service.dashboard import TICKET_SECONDS, new_ticket, ticket_valid
 from activity_service.errors import ActivityNotFound
-from common import metrics
 from common.auth import require_admin
 from common.errors import Unauthorized
 from common.headers import NO_STORE
@@ -28,6 +27,7 @@ from common.openapi import (
     problem_response,
     text_response,
 )
+from common.telemetry import metrics
 
 logger = logging.getLogger("seckill.dashboard")
 dashboard = Blueprint("dashboard")

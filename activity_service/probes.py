@@ -1,9 +1,10 @@
-"""activity_service's gauges read from its database, by the first worker (common/metrics.py)."""
+"""activity_service's gauges read from its database, by the first worker
+(common/telemetry/metrics.py)."""
 
 from sanic import Sanic
 
 from activity_service import repository
-from common import metrics
+from common.telemetry import metrics
 
 # The remaining-stock gauge's bound: one series per activity on sale now, the newest first.
 MAX_ACTIVITIES = 50

@@ -20,12 +20,12 @@ from opentelemetry.trace import Tracer
 
 from activity_service import repository
 from activity_service.seckill import present_order
-from common import metrics
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
 from common.relay import relay_forever
-from common.tracing import span
+from common.telemetry import metrics
+from common.telemetry.tracing import span
 
 logger = logging.getLogger("seckill.relay")
 

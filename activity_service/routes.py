@@ -18,7 +18,6 @@ from activity_service.schemas import (
     Releases,
     ReleasesApplied,
 )
-from common import metrics
 from common.auth import current_user, require_admin, require_service
 from common.errors import AppError, error_response
 from common.openapi import (
@@ -32,6 +31,7 @@ from common.openapi import (
     query_parameters,
 )
 from common.schemas import Order
+from common.telemetry import metrics
 from common.validation import parse_body, parse_query
 from common.web import client_ip
 

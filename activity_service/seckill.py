@@ -21,11 +21,11 @@ from opentelemetry.trace import Span, Tracer, get_current_span
 from activity_service import repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from activity_service.repository import NewOrders
-from common import metrics
 from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
-from common.tracing import batch_span
+from common.telemetry import metrics
+from common.telemetry.tracing import batch_span
 
 logger = logging.getLogger("seckill.seckill")
 

@@ -16,9 +16,9 @@ from common.auth import SERVICE_TOKEN_HEADER
 from common.config import Settings
 from common.discovery import Resolver
 from common.errors import PeerUnavailable
-from common.logs import request_id_var
 from common.retry import AsyncRetrying
-from common.tracing import client_trace_configs
+from common.telemetry.logs import request_id_var
+from common.telemetry.tracing import client_trace_configs
 
 logger = logging.getLogger("seckill.client")
 

@@ -22,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
-from common import metrics
 from common.config import Settings
 from common.retry import AsyncRetrying
+from common.telemetry import metrics
 
 logger = logging.getLogger("seckill.db")
 

@@ -2,7 +2,7 @@
 
 Shared by the rate limits and the challenge's replay guard (docs/operations.md, Redis).
 A Redis that does not answer must never hold a request up for long: short socket
-timeouts, and every user falls back to memory on an error (common/ratelimit.py).
+timeouts, and every user falls back to memory on an error (common/limits/ratelimit.py).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from sanic.worker.loader import AppLoader
 
 from common.config import Settings
 from common.deadlines import RequestDeadlineProtocol
-from common.logs import setup_logging
+from common.telemetry.logs import setup_logging
 
 # pymysql's codes for "nothing answered at that address" (refused, unknown host, lost, timeout).
 _UNREACHABLE = {2003, 2005, 2006, 2013}
@@ -146,7 +146,7 @@ def serve_metrics_port(settings: Settings) -> None:
     """METRICS_PORT: /metrics from a thread of the main process, off the service's port."""
     from prometheus_client import start_http_server
 
-    from common.metrics import multiprocess_registry
+    from common.telemetry.metrics import multiprocess_registry
 
     host = settings.metrics_host or settings.host
     start_http_server(settings.metrics_port, addr=host, registry=multiprocess_registry())

@@ -13,13 +13,13 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
-from common import metrics
 from common.config import Settings
 from common.deadlines import setup_deadlines
 from common.errors import problem
 from common.headers import add_security_headers, refuse_non_json_body
-from common.logs import request_id_var
 from common.openapi import Health, json_response, problem_response
+from common.telemetry import metrics
+from common.telemetry.logs import request_id_var
 
 access_logger = logging.getLogger("seckill.access")
 

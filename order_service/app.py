@@ -11,11 +11,11 @@ from common.client import setup_client
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
-from common.metrics import setup_metrics
 from common.openapi import setup_openapi
 from common.redis import setup_redis
 from common.revocations import setup_revocations
-from common.tracing import setup_tracing
+from common.telemetry.metrics import setup_metrics
+from common.telemetry.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from order_service.lifecycle import ReleaseRelay, Sweeper
 from order_service.probes import probe_orders

@@ -7,11 +7,11 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from common import metrics
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
 from common.relay import relay_forever
+from common.telemetry import metrics
 from order_service import repository
 
 logger = logging.getLogger("seckill.lifecycle")

@@ -1,8 +1,9 @@
-"""order_service's gauges read from its database, by the first worker (common/metrics.py)."""
+"""order_service's gauges read from its database, by the first worker
+(common/telemetry/metrics.py)."""
 
 from sanic import Sanic
 
-from common import metrics
+from common.telemetry import metrics
 from order_service import repository
 
 STATUSES = ("created", "paid", "cancelled", "expired")

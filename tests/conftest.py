@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from sanic import Sanic
 
-from deployment.stack import Stack
+from testkit.stack import Stack
+from tests.support.stacks import make_stack
 
 # Each layer is a directory and a marker: `pytest tests/app` or `pytest -m app`.
 LAYERS = ("unit", "app", "integration", "e2e")
@@ -23,13 +24,6 @@ def several_apps_per_process():
     Sanic.test_mode = True
     yield
     Sanic.test_mode = False
-
-
-def make_stack(tmp_path_factory, name: str, **env: str):
-    stack = Stack(tmp_path_factory.mktemp(name), **env)
-    stack.migrate()
-    stack.start()
-    return stack
 
 
 @pytest.fixture(scope="session")

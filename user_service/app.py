@@ -8,12 +8,12 @@ from common.auth import TokenVerifier, load_private_key
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
-from common.metrics import setup_metrics
+from common.limits.ratelimit import Limit, parse_limit, setup_limits
 from common.openapi import setup_openapi
-from common.ratelimit import Limit, parse_limit, setup_limits
 from common.redis import setup_redis
 from common.revocations import revoker, setup_revocations
-from common.tracing import setup_tracing
+from common.telemetry.metrics import setup_metrics
+from common.telemetry.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
 from user_service.passwords import HashPool
 from user_service.routes import bp

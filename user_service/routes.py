@@ -4,7 +4,6 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
-from common import metrics
 from common.auth import current_user, public_jwk, require_admin
 from common.headers import NO_STORE
 from common.openapi import (
@@ -15,6 +14,7 @@ from common.openapi import (
     path_parameter,
     problem_response,
 )
+from common.telemetry import metrics
 from common.validation import parse_body
 from common.web import client_ip
 from user_service.schemas import (

@@ -13,7 +13,7 @@ from common.auth import Principal, issue_token
 from common.db import Database
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from common.formats import utcnow
-from common.ratelimit import NO_LIMIT, Limit, Limiter
+from common.limits.ratelimit import NO_LIMIT, Limit, Limiter
 from common.revocations import now_ms
 from user_service import repository
 from user_service.passwords import (

@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, ValidationInfo, field_validator
 
 from common.config import SECRET, Settings
-from common.ratelimit import limit_setting
+from common.limits.ratelimit import limit_setting
 
 
 class UserSettings(Settings):

@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from pytest_asyncio import is_async_test
 
-from tests.app.apps import Databases, InProcessStack
-from tests.factories import Api
+from tests.support.apps import Databases, InProcessStack
+from tests.support.factories import Api
 
 HERE = Path(__file__).parent
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.expect import ACTIVITY_KEYS, ORDER_KEYS, assert_field_error, assert_problem
-from tests.factories import iso, window
+from tests.support.expect import ACTIVITY_KEYS, ORDER_KEYS, assert_field_error, assert_problem
+from tests.support.factories import iso, window
 
 
 def new_activity(**fields) -> dict:

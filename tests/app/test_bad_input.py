@@ -7,8 +7,8 @@ import time
 
 import pytest_asyncio
 
-from tests.e2e.expect import assert_problem, row_counts
-from tests.factories import PASSWORD, window
+from tests.support.expect import assert_problem, row_counts
+from tests.support.factories import PASSWORD, window
 
 SQLISH = [
     "x' OR '1'='1",

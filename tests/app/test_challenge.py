@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from deployment.altcha_solver import solve
-from tests.app.apps import InProcessStack
-from tests.factories import Api, window
-from tests.redis_server import SHARED_REDIS, RedisServer
-from tests.seckill_checks import check_invariants, records, storm
+from testkit.altcha_solver import solve
+from tests.support.apps import InProcessStack
+from tests.support.factories import Api, window
+from tests.support.redis_server import SHARED_REDIS, RedisServer
+from tests.support.seckill_checks import check_invariants, records, storm
 
 EASY = 1_000  # the lowest difficulty: a solve takes about a millisecond
 

@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.e2e.expect import assert_problem, call_with_orders_table_away
+from tests.support.expect import assert_problem, call_with_orders_table_away
 
 SERVICES = ("user_service", "activity_service", "order_service")
 # One POST endpoint per service that reads a JSON body.

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from deployment.stack import SERVICES, SETTINGS
+from testkit.stack import SERVICES, SETTINGS
 
 LOGGERS = ("", "sanic.root", "sanic.error", "sanic.access", "sanic.server", "seckill.access")
 

@@ -1,6 +1,6 @@
 """After the purchase: pay, cancel and expire through the API, and units back on sale once.
 
-order_service sweeps every 0.2 s here (ORDER_SWEEP_INTERVAL_SECONDS in tests/app/apps.py).
+order_service sweeps every 0.2 s here (ORDER_SWEEP_INTERVAL_SECONDS in tests/support/apps.py).
 Deadlines shorter than the 10 s an activity allows are made by moving an order's
 expires_at in order_service's database: the sweeper and payments read only that.
 """
@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from common.formats import utcnow
-from deployment.invariants import books_from_databases, violations
-from deployment.poll import eventually
-from tests.e2e.expect import assert_field_error, assert_problem
+from testkit.invariants import books_from_databases, violations
+from testkit.poll import eventually
+from tests.support.expect import assert_field_error, assert_problem
 
 
 async def buy(api, activity_id, account) -> dict:

@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from tests.app.apps import InProcessStack
-from tests.factories import PASSWORD, Api
-from tests.redis_server import SHARED_REDIS, RedisServer, well_inside_a_window
-from tests.seckill_checks import StormResult, check_invariants, storm
+from tests.support.apps import InProcessStack
+from tests.support.factories import PASSWORD, Api
+from tests.support.redis_server import SHARED_REDIS, RedisServer, well_inside_a_window
+from tests.support.seckill_checks import StormResult, check_invariants, storm
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest_asyncio
 
-from deployment.poll import eventually
-from tests.app.apps import InProcessStack
-from tests.e2e.expect import assert_problem
+from testkit.poll import eventually
+from tests.support.apps import InProcessStack
+from tests.support.expect import assert_problem
 
 THREADS, QUEUE = 1, 2
 

@@ -4,7 +4,7 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployment.poll import eventually
+from testkit.poll import eventually
 
 
 async def in_flight(api) -> float:

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from tests.e2e.expect import ORDER_KEYS, assert_field_error, assert_problem
+from tests.support.expect import ORDER_KEYS, assert_field_error, assert_problem
 
 # Orders made directly through the internal endpoint belong to no real activity.
 DETACHED_ACTIVITY = 2**62

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.e2e.expect import assert_problem
-from tests.factories import PASSWORD
+from tests.support.expect import assert_problem
+from tests.support.factories import PASSWORD
 from user_service.passwords import hash_password_sync
 
 

@@ -16,8 +16,8 @@ import aiohttp
 import pytest_asyncio
 
 from activity_service import routes as activity_routes
-from tests.app.apps import InProcessStack
-from tests.factories import PASSWORD, Account, Api
+from tests.support.apps import InProcessStack
+from tests.support.factories import PASSWORD, Account, Api
 
 WINDOW = 2  # seconds: every limit here is small, so a test waits it out
 LIMITS = {

@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from tests.e2e.expect import assert_problem
-from tests.factories import PASSWORD
+from tests.support.expect import assert_problem
+from tests.support.factories import PASSWORD
 
 NO_STORE = "no-store"
 

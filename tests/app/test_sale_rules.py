@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.expect import assert_problem
-from tests.factories import iso, window
+from tests.support.expect import assert_problem
+from tests.support.factories import iso, window
 
 LATER = datetime.now(UTC) + timedelta(days=1)
 

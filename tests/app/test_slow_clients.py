@@ -6,8 +6,8 @@ import logging
 import pytest
 import pytest_asyncio
 
-from deployment.poll import eventually
-from tests.app.apps import InProcessStack
+from testkit.poll import eventually
+from tests.support.apps import InProcessStack
 
 DEADLINE = 1.0
 # Far below any deadline: Sanic's own REQUEST_TIMEOUT, which restarts with every byte,

@@ -13,11 +13,11 @@ import pytest_asyncio
 import redis
 
 from common.revocations import revocation_key
-from deployment.poll import eventually
-from tests.app.apps import InProcessStack
-from tests.e2e.expect import assert_problem
-from tests.factories import PASSWORD, Api
-from tests.redis_server import SHARED_REDIS, RedisServer
+from testkit.poll import eventually
+from tests.support.apps import InProcessStack
+from tests.support.expect import assert_problem
+from tests.support.factories import PASSWORD, Api
+from tests.support.redis_server import SHARED_REDIS, RedisServer
 
 NEW_PASSWORD = "copper-Lantern-2291"
 WITHIN = 5  # seconds: the bound the services promise

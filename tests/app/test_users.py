@@ -8,9 +8,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.auth import ALGORITHM, ISSUER
-from deployment.stack import ADMIN
-from tests.e2e.expect import assert_field_error, assert_problem, mint_token, stack_key
-from tests.factories import PASSWORD
+from testkit.stack import ADMIN
+from tests.support.expect import assert_field_error, assert_problem, mint_token, stack_key
+from tests.support.factories import PASSWORD
 
 SERVICES = ("user_service", "activity_service", "order_service")
 

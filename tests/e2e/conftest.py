@@ -1,7 +1,8 @@
 import aiohttp
 import pytest
 
-from tests.factories import Api
+from tests.support.browser import browser  # noqa: F401  (a fixture: the browser tests')
+from tests.support.factories import Api
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Each instance runs 2 workers on a port of its own. Clients spread a storm over
 them, found either through Consul (the test double) or through a static,
 comma-separated list, and one instance is SIGKILLed mid-storm. The guarantees
-are checked from the databases (deployment/invariants.py). Then a unit comes
+are checked from the databases (testkit/invariants.py). Then a unit comes
 back through one instance (its buyer cancels; order_service hands it to that
 instance alone) just after a worker of another instance has closed the sale,
 and that worker must sell it within a second: no worker's memory of "sold out"
@@ -23,12 +23,11 @@ import aiohttp
 import pytest
 
 from common.discovery import StaticResolver
-from deployment.poll import eventually
-from deployment.stack import Stack
-from tests.doubles.consul import ConsulDouble
-from tests.e2e.test_discovery import consul_env
-from tests.factories import Account, Api
-from tests.seckill_checks import StormResult, check_invariants
+from testkit.poll import eventually
+from testkit.stack import Stack
+from tests.support.doubles.consul import ConsulDouble, consul_env
+from tests.support.factories import Account, Api
+from tests.support.seckill_checks import StormResult, check_invariants
 
 pytestmark = pytest.mark.slow
 

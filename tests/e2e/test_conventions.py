@@ -7,7 +7,7 @@ process serves it; and logging is configured by the runner, not by create_app.
 
 import pytest
 
-from tests.e2e.expect import ACTIVITY_KEYS, assert_problem, call_with_orders_table_away
+from tests.support.expect import ACTIVITY_KEYS, assert_problem, call_with_orders_table_away
 
 SERVICES = ("user_service", "activity_service", "order_service")
 CONTRACT_PATHS = {

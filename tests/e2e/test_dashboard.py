@@ -8,11 +8,11 @@ import aiohttp
 import orjson
 import pytest
 
-from deployment.poll import eventually
-from tests.e2e.test_metrics import scrape, value
-from tests.factories import Api
-from tests.redis_server import SHARED_REDIS
-from tests.seckill_checks import check_invariants, storm
+from testkit.poll import eventually
+from tests.support.factories import Api
+from tests.support.metrics import scrape, value
+from tests.support.redis_server import SHARED_REDIS
+from tests.support.seckill_checks import check_invariants, storm
 
 SHARING = {"redis": {"REDIS_URL": SHARED_REDIS}, "mysql": {"REDIS_URL": ""}}
 

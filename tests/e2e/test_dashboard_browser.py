@@ -9,9 +9,9 @@ import aiohttp
 from playwright.async_api import Page
 
 from common.auth import issue_token, load_private_key
-from deployment.poll import eventually
-from tests.e2e.test_swagger_ui import ARTIFACTS, browser, offline_page  # noqa: F401
-from tests.factories import Api
+from testkit.poll import eventually
+from tests.support.browser import ARTIFACTS, offline_page
+from tests.support.factories import Api
 
 SYNTHETIC_IDS_FROM = 20_000_000  # buyers with tokens minted by the test, as make bench does
 

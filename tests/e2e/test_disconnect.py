@@ -19,10 +19,10 @@ import aiohttp
 import orjson
 import pytest
 
-from deployment.invariants import books_from_databases, violations
-from deployment.poll import eventually, wait_until
-from deployment.stack import Stack, mysql_connect
-from tests.factories import PASSWORD, Api, window
+from testkit.invariants import books_from_databases, violations
+from testkit.poll import eventually, wait_until
+from testkit.stack import Stack, mysql_connect
+from tests.support.factories import PASSWORD, Api, window
 
 POOL_SIZE = 4
 pytestmark = pytest.mark.slow
@@ -147,7 +147,7 @@ async def storm_of_hang_ups(api: Api, stack: Stack, users, activities, count: in
 
 
 def assert_books_balance(stack: Stack) -> int:
-    """For every activity, the seckill invariants (deployment/invariants.py); and no payment
+    """For every activity, the seckill invariants (testkit/invariants.py); and no payment
     or account half recorded. Returns the number of units sold."""
     sold = 0
     for activity in stack.query("activity_service", "SELECT id FROM activities"):

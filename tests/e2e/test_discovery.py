@@ -14,26 +14,13 @@ import urllib.request
 import aiohttp
 import pytest
 
-from deployment.invariants import books_from_databases, settle
-from deployment.poll import eventually
-from deployment.stack import SERVICES, Stack, free_port
-from tests.doubles.consul import ConsulDouble
-from tests.factories import Api
+from testkit.invariants import books_from_databases, settle
+from testkit.poll import eventually
+from testkit.stack import SERVICES, Stack, free_port
+from tests.support.doubles.consul import ConsulDouble, consul_env
+from tests.support.factories import Api
 
 pytestmark = pytest.mark.slow
-
-DEAD = "http://127.0.0.1:9"
-
-
-def consul_env(double: ConsulDouble, **extra: str) -> dict[str, str]:
-    return {
-        "CONSUL_HOST": double.host,
-        "CONSUL_PORT": str(double.port),
-        "CONSUL_CHECK_INTERVAL": "0.5",
-        "CONSUL_CHECK_TIMEOUT": "1",
-        **{f"{name.upper()}_URL": DEAD for name in SERVICES},
-        **extra,
-    }
 
 
 def service_id(stack: Stack, name: str) -> str:

@@ -9,10 +9,10 @@ import asyncio
 
 import aiohttp
 
-from deployment.altcha_solver import solve
-from tests.factories import PASSWORD, Api
-from tests.redis_server import SHARED_REDIS
-from tests.seckill_checks import check_invariants, records, storm
+from testkit.altcha_solver import solve
+from tests.support.factories import PASSWORD, Api
+from tests.support.redis_server import SHARED_REDIS
+from tests.support.seckill_checks import check_invariants, records, storm
 
 
 async def fresh(stack, method: str, service: str, path: str, **kwargs):

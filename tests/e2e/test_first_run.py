@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from deployment.poll import wait_until
-from deployment.stack import ROOT, SERVICES, free_port, mysql_connect
+from testkit.poll import wait_until
+from testkit.stack import ROOT, SERVICES, free_port, mysql_connect
 
 # The tests are not about installing: the shared .venv is up to date, so make may skip it.
 MAKE = ["make", "--no-print-directory", "-o", ".venv/.installed-run"]
@@ -80,7 +80,7 @@ class Checkout:
             self.env.pop(key, None)
         self.write_env()
         # The secrets a first run generates, made now so that a run's output is only its own.
-        self.python("-m", "deployment.local", "env")
+        self.python("-m", "devtools.local", "env")
 
     def write_env(self, **extra: str) -> None:
         values = {
@@ -366,7 +366,7 @@ def test_a_signal_to_make_itself_stops_every_service(checkout, sig, group):
 
 
 def test_make_reset_drops_this_prefix_after_a_confirmation_or_with_force(checkout):
-    checkout.python("-m", "deployment.local", "migrate")
+    checkout.python("-m", "devtools.local", "migrate")
 
     def databases() -> set[str]:
         with mysql_connect() as conn, conn.cursor() as cur:

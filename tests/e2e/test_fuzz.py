@@ -21,9 +21,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from deployment.stack import ADMIN, SERVICES
-from tests.conftest import make_stack
-from tests.factories import window
+from testkit.stack import ADMIN, SERVICES
+from tests.support.factories import window
+from tests.support.stacks import make_stack
 
 CHECKS = [
     not_a_server_error,

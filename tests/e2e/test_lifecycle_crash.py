@@ -9,10 +9,10 @@ import threading
 import aiohttp
 import pytest
 
-from deployment.invariants import books_from_databases, violations
-from deployment.poll import eventually
-from deployment.stack import Stack
-from tests.factories import Api
+from testkit.invariants import books_from_databases, violations
+from testkit.poll import eventually
+from testkit.stack import Stack
+from tests.support.factories import Api
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import secrets
 import subprocess
 import sys
 
-from deployment.stack import ADMIN, ROOT
+from testkit.stack import ADMIN, ROOT
 
-LOCUSTFILE = ROOT / "deployment" / "locust" / "locustfile.py"
+LOCUSTFILE = ROOT / "bench" / "locust" / "locustfile.py"
 
 
 def locust(

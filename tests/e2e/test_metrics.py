@@ -5,38 +5,16 @@ import re
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployment.poll import eventually
-from deployment.stack import free_port
-from tests.factories import Api
-from tests.seckill_checks import check_invariants, storm
+from testkit.poll import eventually
+from testkit.stack import free_port
+from tests.support.factories import Api
+from tests.support.metrics import by_label, scrape, value
+from tests.support.seckill_checks import check_invariants, storm
 
 SECKILL_ROUTE = "/activities/<activity_id:int>/seckill"
 # Labels whose values may be numbers: bucket bounds, HTTP statuses, MySQL error codes,
 # and the remaining-stock gauge's activity (bounded to the activities on sale).
 NUMERIC_LABELS = {"le", "status", "code", "activity"}
-
-
-async def scrape(api: Api, service: str) -> dict[tuple[str, tuple], float]:
-    """(sample name, sorted labels) -> value, parsed by prometheus-client's own parser."""
-    async with api.session.get(api.stack.url(service) + "/metrics") as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
-    return {
-        dict(key)[label]: v for (sample, key), v in samples.items() if sample == name and v != 0
-    }
 
 
 async def test_metrics_of_two_workers_add_up_to_the_sale_with_bounded_labels(own_stack):

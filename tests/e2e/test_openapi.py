@@ -5,8 +5,8 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from deployment.stack import SERVICES
-from tests.routes import app_routes
+from testkit.stack import SERVICES
+from tests.support.routes import app_routes
 
 # The documentation's own pages and assets are the only routes the document leaves out.
 DOCS = "/docs"

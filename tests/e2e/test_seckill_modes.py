@@ -7,9 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from deployment.poll import eventually
-from tests.factories import Api
-from tests.seckill_checks import SECKILL_MODES, StormResult, check_invariants, storm
+from testkit.poll import eventually
+from tests.support.factories import Api
+from tests.support.seckill_checks import SECKILL_MODES, StormResult, check_invariants, storm
 
 MODES = pytest.mark.parametrize("mode", list(SECKILL_MODES), ids=list(SECKILL_MODES))
 

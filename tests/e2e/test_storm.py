@@ -5,9 +5,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from deployment.poll import eventually
-from tests.factories import Api
-from tests.seckill_checks import StormResult, check_invariants, records, storm
+from testkit.poll import eventually
+from tests.support.factories import Api
+from tests.support.seckill_checks import StormResult, check_invariants, records, storm
 
 pytestmark = pytest.mark.slow
 

@@ -5,76 +5,11 @@ anything but the service aborted, as on a machine without internet access.
 """
 
 import json
-import os
-from pathlib import Path
 
-import pytest
-from playwright.async_api import Page, Route, async_playwright
+from playwright.async_api import Page
 
-from deployment.altcha_solver import solve
-from deployment.stack import ROOT
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--metrics-recording-only",
-]
-TIMEOUT_MS = 30_000
-
-
-def require_chromium() -> str:
-    # Never skip: a machine without the browser must fail here (`make test` installs it).
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (as `make test` does)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=require_chromium(), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        yield browser
-        await browser.close()
-
-
-async def offline_page(browser, base: str) -> tuple[Page, list[str]]:
-    """A page that may reach the service and nothing else; returns what it tried elsewhere,
-    and every Content-Security-Policy violation the browser reports (as "csp: ...")."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 2000})
-    context.set_default_timeout(TIMEOUT_MS)
-    blocked: list[str] = []
-
-    async def only_the_service(route: Route) -> None:
-        url = route.request.url
-        if url == base or url.startswith(base + "/"):
-            await route.continue_()
-        else:
-            blocked.append(url)
-            await route.abort("internetdisconnected")
-
-    await context.route("**/*", only_the_service)
-    page = await context.new_page()
-    page.on(
-        "console",
-        lambda message: (
-            blocked.append(f"csp: {message.text}")
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
-    return page, blocked
+from testkit.altcha_solver import solve
+from tests.support.browser import ARTIFACTS, offline_page
 
 
 async def open_docs(page: Page, base: str) -> None:

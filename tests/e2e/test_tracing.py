@@ -7,9 +7,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import make_stack
-from tests.doubles.otlp import OtlpReceiverDouble, ReceivedSpan
-from tests.factories import Api
+from tests.support.doubles.otlp import OtlpReceiverDouble, ReceivedSpan
+from tests.support.factories import Api
+from tests.support.stacks import make_stack
 
 SECKILL_ROUTE = "POST /activities/<activity_id:int>/seckill"
 SERVICES_IN_A_SECKILL = ("activity_service", "order_service")

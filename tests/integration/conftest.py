@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from activity_service import models
-from deployment.stack import scratch_database
+from testkit.stack import scratch_database
 
 
 @pytest.fixture

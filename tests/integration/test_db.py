@@ -7,7 +7,7 @@ import pytest
 
 from common.config import Settings
 from common.db import Script, ScriptedTransaction, values_rows
-from deployment.stack import mysql_connect, scratch_database
+from testkit.stack import mysql_connect, scratch_database
 
 
 def make_table(settings: Settings) -> None:

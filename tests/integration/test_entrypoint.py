@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from deployment.poll import wait_until
-from deployment.stack import ROOT, free_port, mysql_connect
+from testkit.poll import wait_until
+from testkit.stack import ROOT, free_port, mysql_connect
 
-ENTRYPOINT = [sys.executable, "-m", "deployment.entrypoint"]
+ENTRYPOINT = [sys.executable, "-m", "deploy.entrypoint"]
 
 
 class MySQLForwarder(socketserver.ThreadingTCPServer):

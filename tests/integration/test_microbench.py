@@ -1,11 +1,11 @@
-"""deployment/microbench.py against real MySQL: the real Seckill sells in batches of the
+"""bench/microbench.py against real MySQL: the real Seckill sells in batches of the
 size asked for, every order is marked delivered, and the books balance."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployment import microbench, scaling
+from bench import microbench, scaling
 
 
 async def test_a_short_run_sells_every_order_in_full_batches_and_marks_them_delivered(db):

@@ -13,8 +13,8 @@ import pytest
 from activity_service import models as activity_models
 from common.auth import new_private_key_pem
 from common.migrations import migrate
-from deployment.services import SETTINGS
-from deployment.stack import mysql_connect
+from deploy.services import SETTINGS
+from testkit.stack import mysql_connect
 from user_service import models as user_models
 
 

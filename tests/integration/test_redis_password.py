@@ -8,7 +8,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 
 from activity_service.settings import ActivitySettings
 from common.redis import new_redis
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture

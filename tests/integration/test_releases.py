@@ -7,8 +7,8 @@ import asyncio
 
 from activity_service.seckill import CLOSED_TRUST_SECONDS, Seckill
 from activity_service.service import ReleaseService
-from deployment.poll import eventually
-from tests.integration.test_seckill_batch import new_activity, new_seckill, rows
+from testkit.poll import eventually
+from tests.support.batch import new_activity, new_seckill, rows
 
 
 async def sold(db, stock: int, buyers: int) -> tuple[int, Seckill, list[dict]]:

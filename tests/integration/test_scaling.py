@@ -1,10 +1,10 @@
-"""deployment/scaling.py against real MySQL: it sells through the batch SQL and checks its books."""
+"""bench/scaling.py against real MySQL: it sells through the batch SQL and checks its books."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployment import scaling
+from bench import scaling
 
 
 async def test_a_short_run_sells_in_batches_from_concurrent_writers_and_balances(db):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
-from decimal import Decimal
 
 import aiomysql
 import pytest
@@ -15,56 +13,10 @@ from activity_service import seckill as seckill_module
 from activity_service.errors import Ended, SoldOut
 from activity_service.repository import RECORD_COLUMNS
 from activity_service.seckill import Seckill, present_order
-from common.db import Database
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
-from deployment.stack import mysql_connect
-
-
-class RecordingSeckill(Seckill):
-    """The real Seckill, noting which users each batch carried."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches: list[list[int]] = []
-
-    async def _commit_batch(self, activity_id, state, user_ids, *args):
-        self.batches.append(list(user_ids))
-        return await super()._commit_batch(activity_id, state, user_ids, *args)
-
-
-def new_seckill(db: Database, batch_max: int = 200) -> tuple[RecordingSeckill, list[list[dict]]]:
-    deliveries: list[list[dict]] = []
-
-    def deliver(orders: list[dict]) -> asyncio.Future:
-        deliveries.append(orders)
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    return RecordingSeckill(db, deliver, batch_max=batch_max, batch_wait_ms=0), deliveries
-
-
-async def new_activity(
-    db: Database, stock: int, start_in: float = -60, length: float = 3600, pay_within: int = 900
-):
-    starts = utcnow() + timedelta(seconds=start_in)
-    values = {
-        "name": "Batch",
-        "product_name": "Mouse",
-        "price": Decimal("9.50"),
-        "stock": stock,
-        "starts_at": starts,
-        "ends_at": starts + timedelta(seconds=length),
-        "pay_within_seconds": pay_within,
-        "challenge": False,
-        "challenge_difficulty": 50_000,
-    }
-    return await repository.insert_activity(db, values, utcnow())
-
-
-async def rows(db: Database, sql: str, *args) -> list[dict]:
-    return await db.fetch_all(sql, args)
+from testkit.stack import mysql_connect
+from tests.support.batch import new_activity, new_seckill, rows
 
 
 @pytest.mark.parametrize("batch_max", [200, 1], ids=["batched", "one_per_request"])

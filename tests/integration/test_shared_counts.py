@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from common.ratelimit import Limit, Limiter, RateLimited, parse_limit
+from common.limits.ratelimit import Limit, Limiter, RateLimited, parse_limit
 from common.redis import REDIS_TIMEOUT_SECONDS, new_redis
-from tests.redis_server import SHARED_REDIS, RedisServer
+from tests.support.redis_server import SHARED_REDIS, RedisServer
 
 
 async def admitted(limiters: list[Limiter], limit: Limit, tries: int) -> int:

@@ -14,9 +14,9 @@ import pytest
 
 from common.db import Database
 from common.formats import utcnow
-from deployment.stack import scratch_database
 from order_service import models, repository
 from order_service.lifecycle import SWEEP_BATCH, Sweeper
+from testkit.stack import scratch_database
 
 
 @pytest.fixture

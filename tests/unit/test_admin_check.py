@@ -3,8 +3,8 @@
 import pytest
 
 from common.auth import new_private_key_pem
-from deployment import entrypoint
-from deployment.stack import ADMIN
+from deploy import entrypoint
+from testkit.stack import ADMIN
 from user_service.settings import UserSettings
 
 KEY = new_private_key_pem().decode()
@@ -66,7 +66,7 @@ def test_the_policy_settings_apply():
 
 
 def test_the_password_make_run_generates_passes(tmp_path, monkeypatch):
-    from deployment import local
+    from devtools import local
 
     monkeypatch.setattr(local, "LOCAL", tmp_path)
     for _ in range(20):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from common.config import SERVICE_PORTS
-from deployment.stack import SETTINGS
+from testkit.stack import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -141,7 +141,7 @@ def test_every_dependency_is_awaited_on_a_condition_it_can_meet(compose):
 def test_app_services_have_a_healthcheck_and_wait_for_mysql_and_consul(compose):
     for name in APP_SERVICES:
         service = compose["services"][name]
-        assert "deployment.entrypoint" in " ".join(service["healthcheck"]["test"])
+        assert "deploy.entrypoint" in " ".join(service["healthcheck"]["test"])
         for peer in ("mysql", "consul"):
             assert service["depends_on"][peer]["condition"] == "service_healthy"
 

@@ -8,10 +8,10 @@ import pytest
 from aiohttp import web
 
 from common.discovery import ConsulResolver, Registration
-from deployment.poll import eventually
-from deployment.stack import free_port
 from order_service.settings import OrderSettings
-from tests.doubles.consul import ConsulDouble
+from testkit.poll import eventually
+from testkit.stack import free_port
+from tests.support.doubles.consul import ConsulDouble
 
 
 class Instance:

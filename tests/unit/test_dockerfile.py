@@ -1,4 +1,4 @@
-"""deployment/Dockerfile: hadolint-clean, and built the way the services need to run."""
+"""deploy/Dockerfile: hadolint-clean, and built the way the services need to run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "deployment" / "Dockerfile"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -74,9 +74,9 @@ def test_the_service_image_runs_unbuffered_as_a_numeric_non_root_user(service):
 
 def test_the_service_image_checks_health_with_python(service):
     checks = [rest for word, rest in service if word == "HEALTHCHECK"]
-    assert len(checks) == 1 and '"python", "-m", "deployment.entrypoint", "health"' in checks[0]
+    assert len(checks) == 1 and '"python", "-m", "deploy.entrypoint", "health"' in checks[0]
     entrypoint = [rest for word, rest in service if word == "ENTRYPOINT"]
-    assert entrypoint == ['["python", "-m", "deployment.entrypoint"]']
+    assert entrypoint == ['["python", "-m", "deploy.entrypoint"]']
 
 
 def test_dependencies_install_before_any_code_is_copied():
@@ -105,4 +105,4 @@ def test_everything_the_entrypoint_imports_is_copied_into_the_image(service):
     copied = " ".join(rest for word, rest in service if word == "COPY")
     for package in ("common", "user_service", "activity_service", "order_service"):
         assert f"{package} ./{package}" in copied
-    assert "deployment/entrypoint.py" in copied and "deployment/__init__.py" in copied
+    assert "deploy/entrypoint.py" in copied and "deploy/__init__.py" in copied

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deployment.invariants import Answers, Books, overdue, settle, violations
+from testkit.invariants import Answers, Books, overdue, settle, violations
 
 # A clean sale: stock 3, all sold to users 1-3, each answered once with a 201.
 RECORDS = [("a", 1), ("b", 2), ("c", 3)]

@@ -1,4 +1,4 @@
-"""deployment/k8s: each overlay renders with kubectl kustomize, every object passes
+"""deploy/k8s: each overlay renders with kubectl kustomize, every object passes
 kubernetes-validate --strict, and the wiring holds (env, probes, Secrets, image, ports).
 
 Nothing here needs a cluster; what a cluster would add is in docs/kubernetes.md.
@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from common.config import SERVICE_PORTS
-from tests.unit.k8s_checks import CHECKS, check_schema, documented_names, names_read
-from tests.unit.k8s_manifests import (
+from tests.support.k8s_checks import CHECKS, check_schema, documented_names, names_read
+from tests.support.k8s_manifests import (
     K8S,
     OVERLAYS,
     ROOT,

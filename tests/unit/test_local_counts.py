@@ -1,6 +1,6 @@
-"""The in-memory fixed windows of the rate limits (common/local_counts.py)."""
+"""The in-memory fixed windows of the rate limits (common/limits/local_counts.py)."""
 
-from common.local_counts import MIN_SWEEP, LocalCounts
+from common.limits.local_counts import MIN_SWEEP, LocalCounts
 
 
 def test_a_window_admits_its_amount_then_refuses_until_it_ends():

@@ -3,7 +3,7 @@ address, make load's shoppers too), unless they are set; served elsewhere it lea
 
 import pytest
 
-from deployment import local
+from devtools import local
 
 
 @pytest.fixture(autouse=True)

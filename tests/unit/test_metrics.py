@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from activity_service.settings import ActivitySettings
 from common.config import ConfigError
-from common.metrics import LATENCY_BUCKETS, Tally
 from common.runner import METRICS_DIR_ENV, prepare_metrics_dir
+from common.telemetry.metrics import LATENCY_BUCKETS, Tally
 
 BASE = {"SERVICE_TOKEN": "s3cret"}
 VALUES = (0.0004, 0.001, 0.0011, 0.003, 0.003, 0.2, 0.99, 1.0, 3.0, 7.5, 0.025)

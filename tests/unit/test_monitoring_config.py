@@ -12,11 +12,11 @@ import activity_service.app  # noqa: F401  (the metrics every service module def
 import order_service.app  # noqa: F401
 import user_service.app  # noqa: F401
 from common.config import SERVICE_PORTS
-from common.metrics import METRICS_PATH
+from common.telemetry.metrics import METRICS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = ROOT / "deployment" / "prometheus" / "prometheus.yml"
-GRAFANA = ROOT / "deployment" / "grafana"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
 BOARD = GRAFANA / "dashboards" / "seckill.json"
 # A metric in a query is written as a selector, name{...}: what this test reads.
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from deployment.poll import eventually
+from testkit.poll import eventually
 from user_service.passwords import (
     HashingBusy,
     HashPool,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployment.poll import eventually, wait_until
+from testkit.poll import eventually, wait_until
 
 
 def counter(ready_at: int):

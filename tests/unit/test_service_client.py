@@ -12,7 +12,7 @@ from aiohttp import web
 from common.client import ServiceClient
 from common.discovery import StaticResolver
 from common.errors import PeerUnavailable, problem_from_exception
-from deployment.stack import free_port
+from testkit.stack import free_port
 
 
 class ListResolver:

@@ -5,7 +5,7 @@ from opentelemetry import trace
 
 from activity_service.settings import ActivitySettings
 from common.config import ConfigError
-from common.tracing import INCOMING
+from common.telemetry.tracing import INCOMING
 
 REQUIRED = {"SERVICE_TOKEN": "token"}
 TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"

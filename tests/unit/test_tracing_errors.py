@@ -11,7 +11,7 @@ from sanic.exceptions import NotFound
 from sanic.response import HTTPResponse
 
 from common.errors import Conflict
-from common.tracing import TRACE_ID_HEADER, end_server_span, record_error
+from common.telemetry.tracing import TRACE_ID_HEADER, end_server_span, record_error
 
 
 async def finish(exception: BaseException, status: int):

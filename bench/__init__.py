@@ -1,0 +1,1 @@
+"""Benchmarks and load: `make bench`, the microbenchmarks, the Locust load run."""

@@ -1,0 +1,1 @@
+"""What the services tell operators: Prometheus metrics, OpenTelemetry traces, JSON logs."""

@@ -1,0 +1,2 @@
+"""The developer's commands behind `make run`, `make stop`, `make reset`, `make demo` and
+`make load`."""

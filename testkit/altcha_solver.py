@@ -1,0 +1,33 @@
+"""Solve an ALTCHA challenge as a browser's widget does, for the load tools and the tests.
+
+python -m testkit.altcha_solver < challenge.json   # prints the X-Altcha value
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+import altcha
+
+
+def solve(challenge: dict) -> str:
+    """The X-Altcha header value for a challenge from GET /activities/{id}/challenge."""
+    solution = altcha.solve_challenge_v1(
+        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxNumber"]
+    )
+    if solution is None:
+        raise ValueError("the challenge has no solution up to its maxNumber")
+    payload = {
+        "algorithm": challenge["algorithm"],
+        "challenge": challenge["challenge"],
+        "number": solution.number,
+        "salt": challenge["salt"],
+        "signature": challenge["signature"],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+if __name__ == "__main__":
+    print(solve(json.load(sys.stdin)))

@@ -1,0 +1,1 @@
+"""What the test layers share: data factories, expectations, doubles, the browser, stacks."""
