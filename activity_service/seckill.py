@@ -14,7 +14,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from enum import Enum
+from typing import NamedTuple, Protocol
 
 from opentelemetry.trace import Span, Tracer, get_current_span
 
@@ -122,9 +123,46 @@ class Triage:
     closed: Closed | None
 
 
-# What a batch's transaction returns: the outcomes, the new orders (as presented), and
-# whether the activity is now closed to newcomers.
-BatchResult = tuple[dict[int, Outcome], list[dict], Closed | None]
+class Sold(NamedTuple):
+    """What a batch's transaction stored and decided."""
+
+    outcomes: dict[int, Outcome]
+    created: list[dict]  # the new orders, as answered and handed to order_service
+    closed: Closed | None  # whether the activity is now closed to newcomers
+    released: int | None = None  # the activity's count of given-back units, as read
+
+
+class Rerun(Enum):
+    """A batch's transaction stored nothing: run it again, under the row lock."""
+
+    UNDER_LOCK = "the stock read is short of the batch, or was taken since the read"
+
+
+class Remembered(NamedTuple):
+    """Whether memory took a batch's read, and the generation its closing must match."""
+
+    current: bool  # False: memory has moved on since the read, so the batch closes nothing
+    generation: int
+
+
+STALE = Remembered(False, 0)
+
+
+class Committed(NamedTuple):
+    """A batch once committed: its outcomes, the hand-off of its new orders, and whether
+    its read may still close the activity to newcomers."""
+
+    outcomes: dict[int, Outcome]
+    closed: Closed | None
+    handoff: asyncio.Future | None  # done once order_service holds the new orders
+    remembered: Remembered
+
+
+class Deliver(Protocol):
+    """The hand-off of new orders to order_service (OrderRelay.deliver)."""
+
+    def __call__(self, orders: list[dict]) -> asyncio.Future:
+        """Send in the background; the future is done once order_service has answered."""
 
 
 def records_held(activity: dict) -> int:
@@ -183,7 +221,8 @@ def grant(
     created: list[dict],
     left: int,
     now: datetime,
-) -> BatchResult:
+    released: int | None = None,
+) -> Sold:
     """The batch's outcomes once the winners' orders are stored and `left` remain:
     a new order each; if that sold the activity out, everyone else is refused."""
     outcomes = sale.outcomes
@@ -194,7 +233,7 @@ def grant(
         closed = sold_out(activity_id, activity, now)
         for user_id in sale.losers:
             outcomes[user_id] = Outcome(error=closed.rejection)
-    return outcomes, created, closed
+    return Sold(outcomes, created, closed, released)
 
 
 def split_answers(
@@ -258,12 +297,11 @@ class ActivityState:
 
     def remember(
         self, outcomes: dict[int, Outcome], released: int | None, generation: int, read_at: float
-    ) -> int:
-        """Keep the orders a batch read at read_at, unless memory has moved on since.
-        Returns the generation the batch's closing must still match (-1: none will)."""
+    ) -> Remembered:
+        """Keep the orders a batch read at read_at, unless memory has moved on since."""
         if released is not None and released != self.released_seen:
             if released < self.released_seen:
-                return -1  # an older snapshot than one already remembered
+                return STALE  # an older snapshot than one already remembered
             if self.released_seen >= 0:
                 # Units came back since this worker last looked: any holder's status may differ.
                 self.holders.clear()
@@ -271,12 +309,12 @@ class ActivityState:
             self.released_seen = released
             generation = self.generation  # this batch's read already counts those units
         if self.generation != generation:
-            return -1
+            return STALE
         for user_id, outcome in outcomes.items():
             if outcome.order is not None:
                 self.holders[user_id] = outcome.order
         self.confirmed_until = read_at + CLOSED_TRUST_SECONDS
-        return generation
+        return Remembered(True, generation)
 
     def take_batch(self, batch_max: int) -> list[Queued]:
         """Up to batch_max queued requests that memory cannot answer; those it can,
@@ -299,7 +337,7 @@ class Seckill:
     def __init__(
         self,
         db: Database,
-        deliver,
+        deliver: Deliver,
         batch_max: int,
         batch_wait_ms: float,
         in_flight: int = 0,
@@ -307,7 +345,6 @@ class Seckill:
         handoff_wait: float = HANDOFF_WAIT_SECONDS,
     ):
         self.db = db
-        # deliver(orders) -> a future that is done once order_service holds them
         self.deliver = deliver
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000
@@ -399,16 +436,16 @@ class Seckill:
             [request.span for request in batch] if self.tracer is not None else (),
             {"seckill.activity_id": activity_id, "seckill.batch_size": len(batch)},
         ):
-            outcomes, closed, handoff, generation = await self._commit_or_fail(
-                activity_id, state, batch, generation, read_at
-            )
+            committed = await self._commit_or_fail(activity_id, state, batch, generation, read_at)
         metrics.seckill_batch(len(batch), time.monotonic() - read_at)
         # Answer first: nothing after COMMIT may delay or fail these requests.
-        now, new_orders = split_answers(batch, outcomes)
+        now, new_orders = split_answers(batch, committed.outcomes)
         answer(now)
-        self._answer_after_handoff(new_orders, handoff)
-        if closed is not None:
-            self._start_closing(activity_id, state, closed, generation, read_at)
+        self._answer_after_handoff(new_orders, committed.handoff)
+        if committed.closed is not None and committed.remembered.current:
+            self._start_closing(
+                activity_id, state, committed.closed, committed.remembered.generation, read_at
+            )
 
     async def _commit_or_fail(
         self,
@@ -417,7 +454,7 @@ class Seckill:
         batch: list[Queued],
         generation: int,
         read_at: float,
-    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None, int]:
+    ) -> Committed:
         """_commit_batch's result; if it failed, a 503 for each of the batch's requests."""
         try:
             users = [r.user_id for r in batch]
@@ -425,7 +462,7 @@ class Seckill:
         except Exception:
             logger.exception("seckill batch for activity %s failed", activity_id)
             failure = ServiceUnavailable("the seckill may not have been recorded; try again")
-            return {r.user_id: Outcome(error=failure) for r in batch}, None, None, -1
+            return Committed({r.user_id: Outcome(error=failure) for r in batch}, None, None, STALE)
 
     def _start_closing(
         self,
@@ -438,7 +475,7 @@ class Seckill:
         """Load the holders in a task of its own (batches go on meanwhile), then shut
         newcomers out until the trust this batch saw runs out, counted from before its
         read: a unit given back after the read is offered again within that trust."""
-        if state.loading or generation < 0:
+        if state.loading:
             return
         state.loading = True
         until = read_at + closed.trust_seconds
@@ -470,28 +507,23 @@ class Seckill:
         user_ids: list[int],
         generation: int,
         read_at: float,
-    ) -> tuple[dict[int, Outcome], Closed | None, asyncio.Future | None, int]:
-        """The outcomes, whether newcomers are now shut out, the hand-off of the new
-        orders (a future done once order_service has answered), if any, and the
-        generation a closing must match."""
+    ) -> Committed:
+        """The batch's transaction, the hand-off of its new orders, and what memory keeps."""
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
-        result = await self._transaction(activity_id, users, under_lock=False)
-        if result is None:
+        sold = await self._transaction(activity_id, users, under_lock=False)
+        if sold is Rerun.UNDER_LOCK:
             # Less is left than the batch asks for: share out what is, under the row lock.
-            result = await self._transaction(activity_id, users, under_lock=True)
-        outcomes, created, closed, released = result
-        handoff = None
-        if created:
-            handoff = self.deliver(created)
-        generation = state.remember(outcomes, released, generation, read_at)
-        return outcomes, closed, handoff, generation
+            sold = await self._transaction(activity_id, users, under_lock=True)
+        handoff = self.deliver(sold.created) if sold.created else None
+        remembered = state.remember(sold.outcomes, sold.released, generation, read_at)
+        return Committed(sold.outcomes, sold.closed, handoff, remembered)
 
     async def _transaction(
         self, activity_id: int, users: list[int], under_lock: bool
-    ) -> tuple[dict[int, Outcome], list[dict], Closed | None, int | None] | None:
-        """The batch's result and the activity's count of given-back units, as read."""
+    ) -> Sold | Rerun:
+        """The batch's result, or Rerun.UNDER_LOCK when it stored nothing."""
 
-        async def sell(tx: ScriptedTransaction) -> tuple | None:
+        async def sell(tx: ScriptedTransaction) -> Sold | Rerun:
             return await self._sell(activity_id, users, under_lock, tx)
 
         return await self.db.scripted_transaction(
@@ -504,14 +536,14 @@ class Seckill:
 
     async def _sell(
         self, activity_id: int, users: list[int], under_lock: bool, tx: ScriptedTransaction
-    ) -> tuple | None:
+    ) -> Sold | Rerun:
         """One batch's transaction, begun with the read and committed with the write:
         two round trips. While stock lasts the hot row is locked only inside the
         second one, from the conditional UPDATE to the COMMIT.
 
-        None (nothing stored) when the stock is short of the batch: the caller then
-        runs it again under_lock, where the read locks the row until the COMMIT and
-        exactly what is left is shared out, earliest newcomers first.
+        Rerun.UNDER_LOCK (nothing stored) when the stock is short of the batch: the
+        caller then runs it again under_lock, where the read locks the row until the
+        COMMIT and exactly what is left is shared out, earliest newcomers first.
         """
         now = utcnow()
         read = repository.activity_and_holders(activity_id, users, lock_stock=under_lock)
@@ -520,17 +552,17 @@ class Seckill:
         released = activity["released"] if activity is not None else None
         if not sale.winners:  # closed, or nobody new
             await tx.commit()
-            return sale.outcomes, [], sale.closed, released
+            return Sold(sale.outcomes, [], sale.closed, released)
         if sale.losers and not under_lock:  # the read says too little is left
             await tx.rollback()
-            return None
+            return Rerun.UNDER_LOCK
         batch = new_orders(activity_id, activity, sale.winners, now)
         left = await tx.commit(repository.place_orders(activity_id, batch))
         if left is None:  # taken by another worker or instance since our read; nothing stored
             if under_lock:
                 raise RuntimeError("conditional stock update failed under a row lock")
-            return None
-        return (*grant(activity_id, activity, sale, batch.orders, left, now), released)
+            return Rerun.UNDER_LOCK
+        return grant(activity_id, activity, sale, batch.orders, left, now, released)
 
     async def _load_holders_and_close(
         self,

@@ -17,6 +17,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -26,8 +28,18 @@ logger = logging.getLogger("seckill.ratelimit")
 FLUSH_SECONDS = 0.02
 # How often the counts of ended windows are dropped from memory.
 SWEEP_SECONDS = 1.0
-# try_hit's answer when only Redis can tell: await hit().
-ASK_REDIS = object()
+
+
+class AskRedis(Enum):
+    """try_hit's answer when only Redis can tell: await hit()."""
+
+    ASK = "ask"
+
+
+ASK_REDIS: Final = AskRedis.ASK
+# What try_hit answers from memory: None, admitted; a float, refused until that wall time;
+# ASK_REDIS, only Redis can tell.
+TryHit = float | AskRedis | None
 
 # Adds each key's new count, gives a new key its expiry, and returns every key's total: one
 # command for a whole flush. The counts and expiries come as one string of numbers
@@ -112,7 +124,7 @@ class SharedCounts:
         self._failures = 0
         self._failure: BaseException | None = None
 
-    def try_hit(self, key: tuple, amount: int, period: int, now: float):
+    def try_hit(self, key: tuple, amount: int, period: int, now: float) -> TryHit:
         """From memory alone: None if admitted, the wall time the window resets if
         refused, or ASK_REDIS when only Redis can tell (then await hit())."""
         count = self._counts.get(key)

@@ -12,10 +12,12 @@ import pytest
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from activity_service.seckill import (
     CLOSED_TRUST_SECONDS,
+    STALE,
     ActivityState,
     Closed,
     Outcome,
     Queued,
+    Remembered,
     grant,
     new_orders,
     present_order,
@@ -167,14 +169,15 @@ def test_memory_answers_nobody_once_the_trust_since_mysql_confirmed_it_has_run_o
 def test_a_batch_that_reads_units_given_back_drops_every_remembered_holder_and_the_closing():
     state = ActivityState()
     old = present_order(record(3))
-    generation = state.remember({3: Outcome(order=old)}, 0, 0, time.monotonic())
-    assert generation == 0 and state.answer(3) == Outcome(order=old)
+    remembered = state.remember({3: Outcome(order=old)}, 0, 0, time.monotonic())
+    assert remembered == Remembered(True, 0) and state.answer(3) == Outcome(order=old)
     state.rejection, state.closed_until = SoldOut(ACTIVITY_ID), time.monotonic() + 1
 
     expired = present_order(record(4) | {"released_as": "expired"})
-    generation = state.remember({4: Outcome(order=expired)}, 1, 0, time.monotonic())
+    remembered = state.remember({4: Outcome(order=expired)}, 1, 0, time.monotonic())
 
-    assert generation == state.generation == 1  # the batch's own read may still close it
+    # The batch's own read may still close it, at the generation after the forget.
+    assert remembered == Remembered(True, state.generation) and state.generation == 1
     assert state.holders == {4: expired} and state.answer(4).order["status"] == "expired"
     assert state.answer(3) is None and state.answer(5) is None  # MySQL tells them now
 
@@ -183,8 +186,8 @@ def test_a_batch_older_than_a_forget_or_a_newer_read_is_not_remembered():
     state = ActivityState()
     state.remember({}, 2, 0, time.monotonic())
     state.forget([3])
-    assert state.remember({3: Outcome(order=present_order(record(3)))}, 2, 0, 0.0) == -1
-    assert state.remember({3: Outcome(order=present_order(record(3)))}, 1, 1, 0.0) == -1
+    assert state.remember({3: Outcome(order=present_order(record(3)))}, 2, 0, 0.0) is STALE
+    assert state.remember({3: Outcome(order=present_order(record(3)))}, 1, 1, 0.0) is STALE
     assert 3 not in state.holders
 
 
@@ -195,9 +198,9 @@ def test_the_winners_get_new_orders_and_the_losers_sold_out_once_nothing_is_left
     sale = triage(ACTIVITY_ID, activity(remaining=2), [record(9)], [5, 9, 3, 8], NOW)
     created = new_orders(ACTIVITY_ID, activity(), sale.winners, NOW).orders
 
-    outcomes, stored, closed = grant(ACTIVITY_ID, activity(), sale, created, 0, NOW)
+    outcomes, stored, closed, released = grant(ACTIVITY_ID, activity(), sale, created, 0, NOW, 4)
 
-    assert stored == created
+    assert stored == created and released == 4
     assert outcomes[5].created and outcomes[5].order["user_id"] == 5
     assert outcomes[3].created and outcomes[3].order["amount"] == "9.50"
     assert not outcomes[9].created and outcomes[9].order["user_id"] == 9
@@ -209,7 +212,7 @@ def test_stock_left_after_the_batch_keeps_the_activity_open():
     sale = triage(ACTIVITY_ID, activity(remaining=5), [], [1, 2], NOW)
     created = new_orders(ACTIVITY_ID, activity(), sale.winners, NOW).orders
 
-    outcomes, _, closed = grant(ACTIVITY_ID, activity(), sale, created, 3, NOW)
+    outcomes, _, closed, _ = grant(ACTIVITY_ID, activity(), sale, created, 3, NOW)
 
     assert closed is None
     assert [outcomes[u].created for u in (1, 2)] == [True, True]
