@@ -1,8 +1,11 @@
 """The anti-bot challenge: ALTCHA proof of work, bound to a user and an activity, single use.
 
-A challenge is ALTCHA's (v1) JSON: the salt carries `expires`, `a` (activity) and `u`
-(user), and the HMAC signature covers it, so nothing is stored when one is issued.
-Verifying is a hash and an HMAC, then one claim on the solution's challenge hash:
+A challenge is ALTCHA's current (v2) JSON, what the widget 3.x solves by default: its
+signed parameters carry `expiresAt` and, in `data`, `a` (activity) and `u` (user), so
+nothing is stored when one is issued. The server picks the counter (below the
+activity's difficulty) and signs the derived key it leads to, so checking a solution
+is two HMACs, no key derivation. The v1 JSON (salt carrying `expires`, `a`, `u`) is
+still issued on request and its payloads accepted. Then one claim per challenge:
 `SET NX` in Redis (every worker and instance), or a per-process set without Redis
 (and while Redis is away). The design and the order of checks: docs/seckill.md.
 """
@@ -10,8 +13,12 @@ Verifying is a hash and an HMAC, then one claim on the solution's challenge hash
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
+import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -26,7 +33,9 @@ from common.formats import utcnow
 
 logger = logging.getLogger("seckill.challenge")
 
+# One SHA-256 per counter tried, as in v1: the activity's difficulty keeps its meaning.
 ALGORITHM = "SHA-256"
+COST = 1
 # Claims kept in memory at most (each lives until its challenge expires).
 MAX_CLAIMS_IN_MEMORY = 200_000
 REDIS_RETRY_SECONDS = 1.0
@@ -51,6 +60,8 @@ class Challenges:
 
     def __init__(self, key: str, ttl_seconds: int, redis: Redis | None, prefix: str = "seckill"):
         self.key = key
+        # Signs the derived key that solves a v2 challenge: verifying needs no derivation.
+        self.key_secret = hashlib.sha256(b"seckill altcha key\0" + key.encode()).hexdigest()
         self.ttl = ttl_seconds
         self.redis = redis
         self.prefix = f"{prefix}:altcha:"
@@ -59,7 +70,21 @@ class Challenges:
         self._retry_redis_at = 0.0
 
     def issue(self, activity_id: int, user_id: int, difficulty: int) -> dict:
-        """A challenge as ALTCHA's widget and solvers take it."""
+        """A challenge as ALTCHA's widget (3.x, default configuration) and solvers take it:
+        the counter that solves it is drawn below the activity's difficulty."""
+        challenge = altcha.create_challenge(
+            ALGORITHM,
+            COST,
+            counter=secrets.randbelow(difficulty),
+            expires_at=datetime.now(UTC) + timedelta(seconds=self.ttl),
+            data={"a": str(activity_id), "u": str(user_id)},
+            hmac_secret=self.key,
+            hmac_key_secret=self.key_secret,
+        )
+        return challenge.to_dict()
+
+    def issue_v1(self, activity_id: int, user_id: int, difficulty: int) -> dict:
+        """The same as ALTCHA's v1 JSON, for clients that solve only that."""
         challenge = altcha.create_challenge_v1(
             algorithm=ALGORITHM,
             max_number=difficulty,
@@ -70,11 +95,40 @@ class Challenges:
         return challenge.to_dict()
 
     def verify(self, payload: str | None, activity_id: int, user_id: int) -> tuple[str, float]:
-        """Check a solution (base64 ALTCHA payload) without claiming it: its challenge and
-        when that expires. ChallengeFailed if missing, forged, wrong, expired or not bound
-        to this user and activity."""
+        """Check a solution (base64 ALTCHA payload, v2 or v1) without claiming it: its
+        challenge and when that expires. ChallengeFailed if missing, forged, wrong,
+        expired or not bound to this user and activity."""
         if not payload:
             raise ChallengeFailed("this activity asks for a solved challenge (X-Altcha header)")
+        try:
+            decoded = json.loads(base64.b64decode(payload, validate=True))
+        except (ValueError, binascii.Error):
+            raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
+        if isinstance(decoded, dict) and isinstance(decoded.get("challenge"), dict):
+            return self._verify_v2(decoded, activity_id, user_id)
+        return self._verify_v1(payload, activity_id, user_id)
+
+    def _verify_v2(self, decoded: dict, activity_id: int, user_id: int) -> tuple[str, float]:
+        try:
+            solution = altcha.Payload.from_dict(decoded)
+            data = solution.challenge.parameters.data or {}
+            bound = data.get("a") == str(activity_id) and data.get("u") == str(user_id)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
+        if not bound:
+            raise ChallengeFailed("the challenge was issued for another user or activity")
+        try:
+            result = altcha.verify_solution(solution, self.key, hmac_key_secret=self.key_secret)
+        except (ValueError, TypeError, AttributeError):
+            result = None
+        expires = solution.challenge.parameters.expires_at
+        if result is not None and result.expired:
+            raise ChallengeFailed("the challenge has expired")
+        if result is None or not result.verified or not isinstance(expires, int):
+            raise ChallengeFailed("the challenge solution is wrong")
+        return solution.challenge.signature, float(expires)
+
+    def _verify_v1(self, payload: str, activity_id: int, user_id: int) -> tuple[str, float]:
         try:
             solution = altcha.PayloadV1.from_base64(payload)
             _, expires, params = solution.parse_salt()

@@ -6,6 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from activity_service.challenge import ChallengeFailed
 from activity_service.dashboard import OUTCOMES
 from activity_service.errors import ActivityNotFound
 from activity_service.schemas import (
@@ -14,10 +15,12 @@ from activity_service.schemas import (
     ActivityPage,
     ActivityPatch,
     Challenge,
+    ChallengeV1,
     PageQuery,
     Releases,
     ReleasesApplied,
 )
+from activity_service.seckill import Outcome
 from common.auth import current_user, require_admin, require_service
 from common.errors import AppError, error_response
 from common.openapi import (
@@ -140,6 +143,21 @@ async def admit(request: Request, activity_id: int, user_id: int) -> None:
         await ctx.challenges.claim(*solved)
 
 
+async def buy_or_look(request: Request, activity_id: int, user_id: int) -> Outcome:
+    """A try that could buy passes the gate, then queues to buy. One whose challenge fails
+    only looks: the user's order, or the activity's refusal, still answer it (only a try
+    that could buy needs a fresh solution: docs/seckill.md, the gate)."""
+    seckill = request.app.ctx.seckill
+    try:
+        await admit(request, activity_id, user_id)
+    except ChallengeFailed:
+        outcome = await seckill.look(activity_id, user_id)
+        if outcome.open:
+            raise
+        return outcome
+    return await seckill.buy(activity_id, user_id)
+
+
 @bp.get("/activities/<activity_id:int>/challenge")
 @openapi.summary("A proof-of-work challenge (ALTCHA) for this user's seckill on this activity")
 @openapi.tag("seckill")
@@ -149,17 +167,39 @@ async def admit(request: Request, activity_id: int, user_id: int) -> None:
 @problem_response(401, "unauthorized")
 @problem_response(404, "not_found")
 @problem_response(429, "rate_limited: too many from this user or address; see Retry-After")
+@problem_response(503, "service_unavailable: the service cannot answer yet; try again")
 async def challenge(request: Request, activity_id: int) -> HTTPResponse:
+    activity, user_id = await challenge_asked(request, activity_id)
+    issued = request.app.ctx.challenges.issue(activity.id, user_id, activity.challenge_difficulty)
+    return json(issued)
+
+
+@bp.get("/activities/<activity_id:int>/challenge/v1")
+@openapi.summary("The same challenge in ALTCHA's v1 format, for clients that solve only v1")
+@openapi.tag("seckill")
+@openapi.secured(BEARER)
+@path_parameter("activity_id", {"type": "integer"}, "the activity's id")
+@json_response(200, ChallengeV1, "solve it, then send the solution with the seckill (X-Altcha)")
+@problem_response(401, "unauthorized")
+@problem_response(404, "not_found")
+@problem_response(429, "rate_limited: too many from this user or address; see Retry-After")
+@problem_response(503, "service_unavailable: the service cannot answer yet; try again")
+async def challenge_v1(request: Request, activity_id: int) -> HTTPResponse:
+    activity, user_id = await challenge_asked(request, activity_id)
+    issued = request.app.ctx.challenges.issue_v1(
+        activity.id, user_id, activity.challenge_difficulty
+    )
+    return json(issued)
+
+
+async def challenge_asked(request: Request, activity_id: int) -> tuple[Activity, int]:
+    """Who asks for a challenge, counted by the challenge limits, and for which activity."""
     principal = await current_user(request)
     ctx = request.app.ctx
     await ctx.limiter.hit(ctx.limits.challenges_per_user, str(principal.user_id))
     if ctx.limiter.active(ctx.limits.challenges_per_ip):
         await ctx.limiter.hit(ctx.limits.challenges_per_ip, client_ip(request))
-    activity = await request.app.ctx.activities.get(checked_id(activity_id))
-    issued = request.app.ctx.challenges.issue(
-        activity.id, principal.user_id, activity.challenge_difficulty
-    )
-    return json(issued)
+    return await ctx.activities.get(checked_id(activity_id)), principal.user_id
 
 
 @bp.post("/activities/<activity_id:int>/seckill")
@@ -177,10 +217,13 @@ async def challenge(request: Request, activity_id: int) -> HTTPResponse:
     "required when the activity has `challenge` on",
 )
 @problem_response(401, "unauthorized")
-@problem_response(403, "challenge_failed: missing, wrong, expired, used or not yours")
+@problem_response(
+    403, "challenge_failed: missing, wrong, expired, used or not yours, on a try that could buy"
+)
 @problem_response(404, "not_found")
 @problem_response(409, "sold_out, not_started or ended")
 @problem_response(429, "rate_limited: too many tries from this user or address; see Retry-After")
+@problem_response(503, "service_unavailable: the seckill may not have been recorded; try again")
 async def seckill(request: Request, activity_id: int) -> HTTPResponse:
     try:
         principal = await current_user(request)
@@ -189,8 +232,7 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
         # and is what most requests get after a sell-out (docs/seckill.md, the gate).
         outcome = request.app.ctx.seckill.known(activity_id, principal.user_id)
         if outcome is None:
-            await admit(request, activity_id, principal.user_id)
-            outcome = await request.app.ctx.seckill.buy(activity_id, principal.user_id)
+            outcome = await buy_or_look(request, activity_id, principal.user_id)
     except AppError as exc:
         answered(request, activity_id, exc.code)
         raise

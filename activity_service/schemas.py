@@ -99,8 +99,30 @@ class Activity(BaseModel):
     challenge_difficulty: int = Field(description=DIFFICULTY)
 
 
+class ChallengeParameters(BaseModel):
+    """ALTCHA v2's parameters: find the counter whose derived key starts with keyPrefix."""
+
+    algorithm: str = Field(examples=["SHA-256"])
+    cost: int = Field(description="iterations of the key derivation per counter tried")
+    keyLength: int = Field(description="bytes of the derived key")  # noqa: N815
+    keyPrefix: str = Field(description="hex: what the derived key of the answer starts with")  # noqa: N815
+    nonce: str = Field(description="hex; the password is the nonce and the counter")
+    salt: str = Field(description="hex, the key derivation's salt")
+    keySignature: str = Field(description="HMAC of the answer's derived key, by the service")  # noqa: N815
+    expiresAt: int = Field(description="Unix seconds; not accepted afterwards")  # noqa: N815
+    data: dict[str, str] = Field(description="a (activity) and u (user) it is bound to")
+
+
 class Challenge(BaseModel):
-    """An ALTCHA challenge (v1 format), for the ALTCHA widget or any ALTCHA solver."""
+    """An ALTCHA challenge (v2, the current protocol): for the ALTCHA widget 3.x in its
+    default configuration, or any ALTCHA v2 solver."""
+
+    parameters: ChallengeParameters
+    signature: str = Field(description="HMAC of the parameters, by the service")
+
+
+class ChallengeV1(BaseModel):
+    """An ALTCHA challenge in the v1 format, for clients that solve only that."""
 
     algorithm: str = Field(examples=["SHA-256"])
     challenge: str = Field(description="the SHA-256 of salt + the secret number, in hex")

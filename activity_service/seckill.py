@@ -89,11 +89,17 @@ def new_orders(activity_id: int, activity: dict, user_ids: list[int], now: datet
 
 @dataclass(slots=True)
 class Outcome:
-    """What one seckill request gets: an order (new or existing) or an error."""
+    """What one seckill request gets: an order (new or existing) or an error; for a look
+    (a request that may not buy), `open` when the activity would sell to this user."""
 
     order: dict | None = None
     created: bool = False
     error: AppError | None = None
+    open: bool = False
+
+
+# A look's answer when the user holds no order and the activity is open to newcomers.
+OPEN = Outcome(open=True)
 
 
 class Queued(NamedTuple):
@@ -102,6 +108,7 @@ class Queued(NamedTuple):
     user_id: int
     future: asyncio.Future
     span: Span | None  # None while tracing is off
+    buys: bool = True  # False: a look, which may be answered with an order or a refusal only
 
 
 @dataclass(slots=True)
@@ -121,6 +128,7 @@ class Triage:
     winners: list[int]  # the earliest newcomers, as many as the stock read covers
     losers: list[int]  # the newcomers after them
     closed: Closed | None
+    lookers: list[int] = field(default_factory=list)  # newcomers who only look: OPEN
 
 
 class Sold(NamedTuple):
@@ -197,9 +205,11 @@ def triage(
     holders: list[dict],
     users: list[int],
     now: datetime,
+    lookers: frozenset[int] = frozenset(),
 ) -> Triage:
     """Holders get their order; newcomers are refused if the activity is closed to
-    them (missing, not started, ended, sold out), else split by the stock read."""
+    them (missing, not started, ended, sold out), else split by the stock read.
+    Lookers (users who only look) never buy: if open to them, they are told OPEN."""
     if activity is None:
         missing = Closed(ActivityNotFound(activity_id), 0, CLOSED_TRUST_SECONDS)
         return Triage({u: Outcome(error=missing.rejection) for u in users}, [], [], missing)
@@ -210,8 +220,12 @@ def triage(
         for user_id in newcomers:
             outcomes[user_id] = Outcome(error=closed.rejection)
         return Triage(outcomes, [], [], closed)
+    looking = [u for u in newcomers if u in lookers]
+    for user_id in looking:
+        outcomes[user_id] = OPEN
+    buyers = [u for u in newcomers if u not in lookers] if looking else newcomers
     left = activity["remaining"]
-    return Triage(outcomes, newcomers[:left], newcomers[left:], None)
+    return Triage(outcomes, buyers[:left], buyers[left:], None, looking)
 
 
 def grant(
@@ -231,7 +245,7 @@ def grant(
     closed = None
     if left == 0:
         closed = sold_out(activity_id, activity, now)
-        for user_id in sale.losers:
+        for user_id in (*sale.losers, *sale.lookers):
             outcomes[user_id] = Outcome(error=closed.rejection)
     return Sold(outcomes, created, closed, released)
 
@@ -244,7 +258,7 @@ def split_answers(
     now: list[tuple[asyncio.Future, Outcome]] = []
     new_orders: list[tuple[asyncio.Future, Outcome]] = []
     seen: set[int] = set()
-    for user_id, future, _ in batch:
+    for user_id, future, *_ in batch:
         outcome = outcomes[user_id]
         if outcome.created and user_id in seen:
             outcome = Outcome(order=outcome.order)
@@ -395,6 +409,15 @@ class Seckill:
         return state.answer(user_id) if state is not None else None
 
     async def buy(self, activity_id: int, user_id: int) -> Outcome:
+        return await self._queue(activity_id, user_id, buys=True)
+
+    async def look(self, activity_id: int, user_id: int) -> Outcome:
+        """What a request that may not buy (its challenge failed) gets: the user's order, the
+        activity's refusal (sold out, not started, ended), or OPEN. Read in the batches, as
+        a buy is, but never sold to."""
+        return await self._queue(activity_id, user_id, buys=False)
+
+    async def _queue(self, activity_id: int, user_id: int, buys: bool) -> Outcome:
         state = self._state(activity_id)
         outcome = state.answer(user_id)
         if outcome is not None:
@@ -402,7 +425,7 @@ class Seckill:
         future = asyncio.get_running_loop().create_future()
         # The request's span only matters to the batch's links while tracing is on.
         span = get_current_span() if self.tracer is not None else None
-        state.queue.append(Queued(user_id, future, span))
+        state.queue.append(Queued(user_id, future, span, buys))
         if state.running < self.in_flight:
             state.running += 1
             self._spawn(self._drain(activity_id, state))
@@ -458,7 +481,10 @@ class Seckill:
         """_commit_batch's result; if it failed, a 503 for each of the batch's requests."""
         try:
             users = [r.user_id for r in batch]
-            return await self._commit_batch(activity_id, state, users, generation, read_at)
+            lookers = frozenset(r.user_id for r in batch if not r.buys) - {
+                r.user_id for r in batch if r.buys
+            }
+            return await self._commit_batch(activity_id, state, users, lookers, generation, read_at)
         except Exception:
             logger.exception("seckill batch for activity %s failed", activity_id)
             failure = ServiceUnavailable("the seckill may not have been recorded; try again")
@@ -505,26 +531,27 @@ class Seckill:
         activity_id: int,
         state: ActivityState,
         user_ids: list[int],
+        lookers: frozenset[int],
         generation: int,
         read_at: float,
     ) -> Committed:
         """The batch's transaction, the hand-off of its new orders, and what memory keeps."""
         users = list(dict.fromkeys(user_ids))  # one outcome per user, in arrival order
-        sold = await self._transaction(activity_id, users, under_lock=False)
+        sold = await self._transaction(activity_id, users, lookers, under_lock=False)
         if sold is Rerun.UNDER_LOCK:
             # Less is left than the batch asks for: share out what is, under the row lock.
-            sold = await self._transaction(activity_id, users, under_lock=True)
+            sold = await self._transaction(activity_id, users, lookers, under_lock=True)
         handoff = self.deliver(sold.created) if sold.created else None
         remembered = state.remember(sold.outcomes, sold.released, generation, read_at)
         return Committed(sold.outcomes, sold.closed, handoff, remembered)
 
     async def _transaction(
-        self, activity_id: int, users: list[int], under_lock: bool
+        self, activity_id: int, users: list[int], lookers: frozenset[int], under_lock: bool
     ) -> Sold | Rerun:
         """The batch's result, or Rerun.UNDER_LOCK when it stored nothing."""
 
         async def sell(tx: ScriptedTransaction) -> Sold | Rerun:
-            return await self._sell(activity_id, users, under_lock, tx)
+            return await self._sell(activity_id, users, lookers, under_lock, tx)
 
         return await self.db.scripted_transaction(
             sell,
@@ -535,7 +562,12 @@ class Seckill:
         )
 
     async def _sell(
-        self, activity_id: int, users: list[int], under_lock: bool, tx: ScriptedTransaction
+        self,
+        activity_id: int,
+        users: list[int],
+        lookers: frozenset[int],
+        under_lock: bool,
+        tx: ScriptedTransaction,
     ) -> Sold | Rerun:
         """One batch's transaction, begun with the read and committed with the write:
         two round trips. While stock lasts the hot row is locked only inside the
@@ -548,9 +580,9 @@ class Seckill:
         now = utcnow()
         read = repository.activity_and_holders(activity_id, users, lock_stock=under_lock)
         activity, holders = await tx.begin(read)
-        sale = triage(activity_id, activity, holders, users, now)
+        sale = triage(activity_id, activity, holders, users, now, lookers)
         released = activity["released"] if activity is not None else None
-        if not sale.winners:  # closed, or nobody new
+        if not sale.winners:  # closed, or nobody new who buys
             await tx.commit()
             return Sold(sale.outcomes, [], sale.closed, released)
         if sale.losers and not under_lock:  # the read says too little is left

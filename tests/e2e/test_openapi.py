@@ -5,7 +5,7 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from testkit.stack import SERVICES
+from testkit.stack import ROOT, SERVICES
 from tests.support.routes import app_routes
 
 # The documentation's own pages and assets are the only routes the document leaves out.
@@ -140,3 +140,32 @@ async def test_swagger_ui_loads_nothing_from_elsewhere(api, service):
     redirect = await api.call("GET", service, f"{DOCS}/oauth2-redirect.html")
     assert redirect.status == 200 and "swaggerUIRedirectOauth2" in redirect.body
     assert "http" not in redirect.body
+
+
+def statuses_in_api_md(route: str) -> set[str]:
+    """The statuses docs/api.md's table row for `route` ("POST /path") lists."""
+    rows = [
+        line
+        for line in (ROOT / "docs" / "api.md").read_text().splitlines()
+        if line.startswith(f"| `{route}`") or line.startswith(f"| `{route} ")
+    ]
+    assert len(rows) == 1, route
+    answers = rows[0].rstrip(" |").rsplit("|", 1)[-1]
+    return set(re.findall(r"\b[1-5]\d\d\b", answers))
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /activities/{activity_id}/seckill",
+        "GET /activities/{activity_id}/challenge",
+        "GET /activities/{activity_id}/challenge/v1",
+    ],
+)
+async def test_the_seckill_document_lists_every_status_api_md_lists(api, route):
+    """A client generated from the document knows every answer the seckill may give."""
+    document = await document_of(api, "activity_service")
+    method, path = route.split(" ")
+    documented = set(document["paths"][path][method.lower()]["responses"])
+    assert statuses_in_api_md(route) <= documented, route
+    assert "503" in documented, route

@@ -12,6 +12,7 @@ import pytest
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from activity_service.seckill import (
     CLOSED_TRUST_SECONDS,
+    OPEN,
     STALE,
     ActivityState,
     Closed,
@@ -73,6 +74,29 @@ def test_the_earliest_newcomers_get_what_stock_is_left_in_arrival_order():
     assert sale.winners == [5, 3]
     assert sale.losers == [8, 1]
     assert set(sale.outcomes) == {9}  # the losers learn their fate only after the write
+
+
+def test_lookers_never_buy_they_get_their_order_a_refusal_or_open():
+    """A look (a try whose challenge failed) is told what the read says, and takes no stock."""
+    held = [record(2)]
+    sale = triage(ACTIVITY_ID, activity(remaining=1), held, [1, 2, 3, 4], NOW, frozenset({1, 2}))
+
+    assert sale.outcomes == {2: Outcome(order=present_order(held[0])), 1: OPEN}
+    assert sale.winners == [3] and sale.losers == [4] and sale.lookers == [1]
+    closed = triage(ACTIVITY_ID, activity(remaining=0), [], [1, 3], NOW, frozenset({1}))
+    assert isinstance(closed.outcomes[1].error, SoldOut) and closed.winners == []
+    early = triage(ACTIVITY_ID, activity(start_in=60), [], [1], NOW, frozenset({1}))
+    assert isinstance(early.outcomes[1].error, NotStarted)
+
+
+def test_a_look_in_the_batch_that_sells_the_last_unit_hears_sold_out():
+    sale = triage(ACTIVITY_ID, activity(remaining=1), [], [5, 6], NOW, frozenset({6}))
+    batch = new_orders(ACTIVITY_ID, activity(), sale.winners, NOW)
+
+    sold = grant(ACTIVITY_ID, activity(), sale, batch.orders, 0, NOW)
+
+    assert sold.outcomes[5].created and isinstance(sold.outcomes[6].error, SoldOut)
+    assert sold.closed is not None
 
 
 def test_holders_get_their_order_even_once_sold_out_and_newcomers_hear_sold_out():
