@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-dev
 LOAD_ARGS ?= --headless --users 200 --spawn-rate 100 --run-time 2m
 
 .DEFAULT_GOAL := help
-.PHONY: help run stop reset demo test test-fast bench load lint migrate clean
+.PHONY: help run stop reset demo test test-fast bench load lint migrate clean vendor
 
 help: ## list the targets (this)
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z-]+:[^#]*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ reset: $(RUN_STAMP) ## drop this prefix's databases after a confirmation (FORCE=
 
 demo: $(RUN_STAMP) ## register, log in, create an activity, buy, list orders: against `make run`
 	$(PY) -m devtools.demo
+
+vendor: $(RUN_STAMP) ## fetch the shop's ALTCHA widget and the tests' axe-core from npm again (pinned; needs npm)
+	$(PY) -m devtools.vendor
 
 # The Swagger UI test drives Debian's Chromium (never a browser download of Playwright's own).
 CHROMIUM := /usr/bin/chromium

@@ -18,6 +18,7 @@ from activity_service.schemas import example_window
 from activity_service.seckill import Seckill
 from activity_service.service import ActivityService, ReleaseService
 from activity_service.settings import ActivitySettings
+from activity_service.shop_routes import shop
 from common.auth import setup_remote_keys
 from common.client import setup_client
 from common.db import setup_db
@@ -60,6 +61,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     app.blueprint(bp)
     app.blueprint(internal)
     app.blueprint(dashboard)
+    app.blueprint(shop)
     app.ctx.dashboard_key = ticket_key(settings.service_token)
 
     @app.before_server_start

@@ -29,5 +29,9 @@ class ActivitySettings(Settings):
     )(limit_setting)
     # How long a challenge from GET /activities/{id}/challenge may be solved and used.
     challenge_ttl_seconds: int = Field(300, ge=1)
+    # user_service's and order_service's addresses as the shop's browsers reach them
+    # (docs/shop.md); unset: the page's own host name with USER/ORDER_SERVICE_PORT.
+    shop_user_url: str | None = None
+    shop_order_url: str | None = None
     # A read-only key for the sale dashboard, instead of an admin token (docs/dashboard.md).
     dashboard_key: Annotated[str | None, SECRET] = Field(None, repr=False)

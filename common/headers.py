@@ -51,6 +51,8 @@ def add_security_headers(response: HTTPResponse) -> None:
     headers = response.headers
     for name, value in COMMON_HEADERS:
         headers[name] = value
+    if "content-security-policy" in headers:  # a page's own (the shop's names its peers)
+        return
     content_type = response.content_type or ""
     headers["Content-Security-Policy"] = (
         DOCS_CSP if content_type.startswith("text/html") else API_CSP

@@ -106,6 +106,7 @@ def demo(urls: dict[str, str], admin: tuple[str, str]) -> None:
     call("buy one", "POST", seckill, 201, token=user)
     call("buy again: the same order, not a second one", "POST", seckill, 200, token=user)
     call("list my orders", "GET", f"{orders}/orders", 200, token=user)
+    print(f"The same in a browser: the shop at {activities}/shop (docs/shop.md)")
 
 
 def main() -> int:

@@ -207,7 +207,9 @@ def banner(settings: dict[str, Settings], env: dict[str, str]) -> str:
         lines.append(f"  admin login: {admin} / {password}")
     elif admin:
         lines.append(f"  admin login: {admin} / the ADMIN_PASSWORD you set")
-    lines.append("  try it: `make demo`.  Stop: Ctrl-C here, or `make stop` from another shell.")
+    shop = f"{base_url(settings['activity_service'])}/shop"
+    lines.append(f"  try a sale in the shop: {shop}  (or `make demo`)")
+    lines.append("  stop: Ctrl-C here, or `make stop` from another shell.")
     return "\n".join([*lines, ""])
 
 

@@ -8,6 +8,7 @@ from sanic import Sanic
 
 from common.auth import setup_remote_keys
 from common.client import setup_client
+from common.cors import setup_cors
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
@@ -29,6 +30,7 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
     app = new_app(settings, "seckill order_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_cors(app, settings)
     setup_metrics(app, settings, probes=(partial(probe_orders, app),))
     setup_tracing(app, settings)
     setup_db(app, settings)

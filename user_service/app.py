@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from sanic import Sanic
 
 from common.auth import TokenVerifier, load_private_key
+from common.cors import setup_cors
 from common.db import setup_db
 from common.discovery import setup_discovery
 from common.errors import setup_errors
@@ -26,6 +27,7 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
     app = new_app(settings, "seckill user_service")
     setup_errors(app)
     setup_requests(app, settings)
+    setup_cors(app, settings)
     setup_metrics(app, settings)
     setup_tracing(app, settings)
     setup_db(app, settings)

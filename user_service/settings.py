@@ -3,8 +3,10 @@
 from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
 
 from common.config import SECRET, Settings
+from common.cors import origins_setting
 from common.limits.ratelimit import limit_setting
 
 
@@ -44,3 +46,8 @@ class UserSettings(Settings):
         "limit_logins_per_ip",
         "limit_login_failures_per_username",
     )(limit_setting)
+
+    # The shop's page may call this service from these origins (CORS, docs/shop.md); unset:
+    # activity_service's address on this machine (127.0.0.1 and localhost, its port).
+    shop_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    _shop_origins = field_validator("shop_origins", mode="before")(origins_setting)

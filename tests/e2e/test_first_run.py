@@ -289,6 +289,10 @@ def test_the_ready_banner_names_the_urls_the_docs_the_admin_and_how_to_stop(live
     admin = checkout.secrets()
     assert f"admin login: {admin['ADMIN_USERNAME']} / {admin['ADMIN_PASSWORD']}" in banner
     assert "Ctrl-C" in banner and "make stop" in banner
+    shop = f"http://127.0.0.1:{checkout.ports['activity_service']}/shop"
+    assert f"try a sale in the shop: {shop}" in banner, banner
+    with urllib.request.urlopen(shop, timeout=5) as reply:
+        assert reply.status == 200 and b"seckill shop" in reply.read()
 
 
 def test_the_openapi_example_of_a_new_activity_is_open_now(live):
@@ -316,6 +320,7 @@ def test_make_demo_walks_through_a_first_seckill(live):
         ["200", "GET"],  # the orders
     ], result.stdout
     assert '"total": 1' in result.stdout
+    assert "the shop at http://127.0.0.1:" in result.stdout and "/shop" in result.stdout
 
 
 def test_make_stop_from_another_process_ends_a_clean_run(live):

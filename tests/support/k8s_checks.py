@@ -51,6 +51,9 @@ DEFAULTED = {
     "PROMETHEUS_MULTIPROC_DIR": "a fresh directory under the pod's /tmp each start",
     "DASHBOARD_KEY": "optional: the dashboard takes an admin token without it",
     "DASHBOARD_KEY_FILE": "optional: the dashboard takes an admin token without it",
+    "SHOP_ORIGINS": "optional: activity_service's own address on the machine",
+    "SHOP_USER_URL": "optional: the shop page's host name with USER_SERVICE_PORT",
+    "SHOP_ORDER_URL": "optional: the shop page's host name with ORDER_SERVICE_PORT",
 }
 # The migration init container serves nothing: it neither registers nor creates the admin.
 NOT_READ_BY_MIGRATIONS = {"SERVICE_ADVERTISE_HOST", "ADMIN_PASSWORD"}
