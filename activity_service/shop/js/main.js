@@ -92,9 +92,9 @@ async function start() {
   $("clock").textContent =
     Math.abs(offset) < 1
       ? "Times are the shop's clock."
-      : `Times are the shop's clock (this device's is ${Math.abs(offset)} s ${offset > 0 ? "slow" : "fast"}).`;
+      : `Times are the shop's clock (this device's clock is ${Math.abs(offset)} s ${offset > 0 ? "slow" : "fast"}).`;
   session.onChange(showSession);
-  sales.onBought(() => refresh(orders.refreshOrders, "orders-answer"));
+  sales.onBought(() => refreshAll());
   orders.onChange(() => refresh(sales.refreshSales, "sales-answer"));
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
