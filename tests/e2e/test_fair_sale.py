@@ -10,7 +10,7 @@ import asyncio
 import aiohttp
 
 from testkit.altcha_solver import solve
-from tests.support.factories import PASSWORD, Api
+from tests.support.factories import PASSWORD, Api, window
 from tests.support.redis_server import SHARED_REDIS
 from tests.support.seckill_checks import check_invariants, records, storm
 
@@ -39,25 +39,28 @@ async def test_two_workers_share_a_limit_through_redis(own_stack):
 
 async def test_a_solution_used_in_one_process_is_refused_in_another(own_stack):
     """Two activity_service processes on one Redis (a second instance: which of a service's
-    own workers takes a connection is the kernel's choice, and it keeps to one here)."""
+    own workers takes a connection is the kernel's choice, and it keeps to one here). The
+    solution is used up on a sale not yet started (409), then sent to the other process
+    once the sale is open, where the try could buy."""
     stack = own_stack(REDIS_URL=SHARED_REDIS)
     other = stack.add_instance("activity_service", "activity_service_2")
     async with aiohttp.ClientSession() as session:
         api = Api(stack, session)
         buyer = await api.new_user()
-        sale = await api.create_activity(stock=5, challenge=True, challenge_difficulty=1000)
+        sale = await api.create_activity(
+            stock=5, challenge=True, challenge_difficulty=1000, **window(start_in=1.5)
+        )
         path = f"/activities/{sale['id']}/challenge"
         issued = (await api.call("GET", "activity_service", path, token=buyer.token)).body
         solution = solve(issued)
         seckill = f"/activities/{sale['id']}/seckill"
         headers = {"X-Altcha": solution, "Authorization": f"Bearer {buyer.token}"}
         first = await api.call("POST", "activity_service", seckill, headers=headers)
-        assert first.status == 201, first
-        # The other process has no memory of the order: the replay reaches its challenge
-        # check, and the solution is used up in Redis.
+        assert first.status == 409 and first.code == "not_started", first
+        await asyncio.sleep(2.1)  # past the start, and past what memory trusts
         replay = await api.call("POST", other, seckill, headers=headers)
     assert replay.status == 403 and replay.code == "challenge_failed", replay
-    assert len(records(stack, sale["id"])) == 1
+    assert len(records(stack, sale["id"])) == 0
 
 
 async def test_a_storm_with_the_challenge_on_sells_exactly_the_stock(own_stack):
