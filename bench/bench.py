@@ -49,7 +49,7 @@ from pathlib import Path
 
 from activity_service.challenge import Challenges, hmac_key
 from bench import microbench
-from bench.loadgen import Run, group_pids, pids_named, require_wrk, run_wrk
+from bench.loadgen import Run, group_pids, listener_pids, require_wrk, run_wrk
 from common.auth import issue_token, load_private_key
 from testkit.altcha_solver import solve
 from testkit.invariants import Answers, books_from_databases, settle
@@ -92,6 +92,12 @@ def parse_args() -> argparse.Namespace:
         help="rounds of the three sell-out variants, in alternating order (3; quick 1)",
     )
     parser.add_argument(
+        "--default-only",
+        action="store_true",
+        help="only scenarios 1, 2 and 4 each round (no 2L/2M/4L/4M, no 3): for iterating on "
+        "the sell-out's CPU per order",
+    )
+    parser.add_argument(
         "--challenge",
         type=int,
         default=0,
@@ -127,6 +133,8 @@ class Bench:
 
     def start(self) -> None:
         self.stack.migrate()
+        # The MySQL server the stack uses, not every mariadbd on the machine.
+        self.mariadbd = listener_pids(int(os.environ.get("MYSQL_PORT", "3306")), "mariadbd")
         self.stack.start("user_service", "order_service")
         self.start_activity_service()
         self.admin = self.post(
@@ -153,7 +161,7 @@ class Bench:
         return {
             "activity_service": group_pids(procs["activity_service"].pid),
             "order_service": group_pids(procs["order_service"].pid),
-            "mariadbd": pids_named("mariadbd"),
+            "mariadbd": self.mariadbd,
         }
 
     def post(self, service: str, path: str, body: dict, token: str | None = None) -> dict:
@@ -350,7 +358,8 @@ def main() -> None:
     try:
         bench.start()
         bares = []
-        pairs = {tag: [] for tag, _ in VARIANTS}
+        variants = VARIANTS[:1] if args.default_only else VARIANTS
+        pairs = {tag: [] for tag, _ in variants}
         for number in range(1, args.rounds + 1):
             # The ceiling, measured again each round: the ratios over it use the median.
             bench.start_activity_service()
@@ -358,7 +367,7 @@ def main() -> None:
             show(f"1. bare JSON endpoint (GET /livez, no I/O), round {number}", bares[-1])
             # Alternating order: a machine that speeds up or slows down during the run
             # favours no variant, and each round's ratios compare runs minutes apart.
-            order = VARIANTS if number % 2 else VARIANTS[::-1]
+            order = variants if number % 2 else variants[::-1]
             for tag, settings in order:
                 # Restarted before each variant, so every one starts from the same state.
                 bench.start_activity_service(**bench.variant_settings(tag))
@@ -372,11 +381,13 @@ def main() -> None:
                 rejected = bench.rejections(activity_id, users)
                 show(f"4{tag}. rejections after the sell-out, {settings}, round {number}", rejected)
                 pairs[tag].append((sold, rejected))
-        bench.start_activity_service(SECKILL_BATCH_MAX="1")
-        single, activity_id, _, checks = bench.sell_out()
-        show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
-        print("\n".join("  " + c for c in checks))
-        summary(median_run(bares, rps), single, pairs, micro)
+        single = None
+        if not args.default_only:
+            bench.start_activity_service(SECKILL_BATCH_MAX="1")
+            single, activity_id, _, checks = bench.sell_out()
+            show(f"3. sell-out, SECKILL_BATCH_MAX=1, activity {activity_id}", single)
+            print("\n".join("  " + c for c in checks))
+        summary(bares, single, pairs, micro)
     finally:
         bench.stack.stop()
         if args.keep:
@@ -416,9 +427,44 @@ def ratios(on: list[Run], off: list[Run], key) -> str:
     return f"{statistics.median(each):.2f} ({listed})"
 
 
+def cpu_per_order(run: Run, names: tuple[str, ...] = ("activity_service",)) -> float:
+    """µs of these processes' CPU (summed) per order the run placed."""
+    return 1e6 * sum(run.cpu_seconds.get(n, 0.0) for n in names) / max(run.created, 1)
+
+
+SYSTEM = ("activity_service", "order_service", "mariadbd")
+
+
+def cpu_ratios(bares: list[Run], sales: list[Run]) -> None:
+    """The sell-out's CPU per order in bare requests (activity_service's CPU per GET /livez of
+    the same round): activity_service's own, and the three processes' together."""
+    own, system = [], []
+    for number, (bare, sale) in enumerate(zip(bares, sales, strict=True), 1):
+        unit = bare.cpu_us_per_request()
+        own.append(cpu_per_order(sale) / unit)
+        system.append(cpu_per_order(sale, SYSTEM) / unit)
+        print(
+            f"    round {number}: bare {unit:.1f} µs; per order: activity_service "
+            f"{cpu_per_order(sale):.0f}, order_service "
+            f"{cpu_per_order(sale, ('order_service',)):.0f}, mariadbd "
+            f"{cpu_per_order(sale, ('mariadbd',)):.0f} µs; in bare requests: activity_service "
+            f"{own[-1]:.2f}, the three {system[-1]:.2f}; p99 {sale.p99_ms:.1f} ms",
+            flush=True,
+        )
+    print(
+        f"  CPU per order in bare requests (median of the rounds): activity_service "
+        f"{statistics.median(own):.2f}, activity_service + order_service + mariadbd "
+        f"{statistics.median(system):.2f}"
+    )
+
+
 def summary(
-    bare: Run, single: Run, pairs: dict[str, list[tuple[Run, Run]]], micro: dict[int, float]
+    bares: list[Run],
+    single: Run | None,
+    pairs: dict[str, list[tuple[Run, Run]]],
+    micro: dict[int, float],
 ) -> None:
+    bare = median_run(bares, rps)
     load = os.getloadavg()
     rounds = len(pairs[""])
     print(
@@ -432,12 +478,14 @@ def summary(
     sold = {tag: [s for s, _ in runs] for tag, runs in pairs.items()}
     rejected = {tag: [r for _, r in runs] for tag, runs in pairs.items()}
 
+    variants = [(tag, settings) for tag, settings in VARIANTS if tag in pairs]
     rows = [("1 bare /livez", bare, bare.rps)]
-    for tag, settings in VARIANTS:
+    for tag, settings in variants:
         run = median_run(sold[tag], orders)
         rows.append((f"2{tag} sell-out, {settings}", run, run.sale_rps))
-    rows.append(("3 sell-out, BATCH_MAX=1", single, single.sale_rps))
-    for tag, settings in VARIANTS:
+    if single is not None:
+        rows.append(("3 sell-out, BATCH_MAX=1", single, single.sale_rps))
+    for tag, settings in variants:
         run = median_run(rejected[tag], rps)
         rows.append((f"4{tag} rejections, {settings}", run, run.rps))
     for name, run, shown_rps in rows:
@@ -451,17 +499,26 @@ def summary(
         "activity_service's CPU over the whole run per request answered)"
     )
     batched, rejections = median_run(sold[""], orders), median_run(rejected[""], rps)
+    two_three = (
+        f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
+        if single is not None
+        else ""
+    )
     print(
         f"  2/1 req/s {batched.sale_rps / bare.rps:.2f}   "
         f"2/1 orders/s over req/s {batched.orders_per_second / bare.rps:.2f}   "
-        f"2/3 orders/s {batched.orders_per_second / max(single.orders_per_second, 1e-9):.2f}   "
-        f"4/1 req/s {rejections.rps / bare.rps:.2f}"
+        f"{two_three}4/1 req/s {rejections.rps / bare.rps:.2f}"
     )
     per_order = ", ".join(
         f"{name} {1e6 * seconds / max(batched.created, 1):.0f}"
         for name, seconds in batched.cpu_seconds.items()
     )
     print(f"  CPU µs per order in sell-out 2 (whole run), by process: {per_order}")
+    cpu_ratios(bares, sold[""])
+    cpu_text = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
+    print(f"  the batch path's CPU per order, µs (0.): {cpu_text}")
+    if "L" not in pairs:
+        return
     print("  on/off, the median of the rounds' ratios (each round's in brackets):")
     print(
         f"    rate limits: sell-out orders/s {ratios(sold['L'], sold[''], orders)}   "
@@ -479,8 +536,6 @@ def summary(
         f"    activity_service CPU µs/req, metrics: sell-out {ratios(sold[''], sold['M'], cpu)}"
         f"   rejections {ratios(rejected[''], rejected['M'], cpu)}   (1.00: no cost)"
     )
-    cpu_text = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
-    print(f"  the batch path's CPU per order, µs (0.): {cpu_text}")
 
 
 if __name__ == "__main__":

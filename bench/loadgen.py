@@ -59,6 +59,30 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def listener_pids(port: int, name: str) -> list[int]:
+    """The processes called name that listen on this TCP port (the MySQL server the stack
+    uses, not every mariadbd on the machine); every one called name if none is found."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    found = []
+    for pid in pids_named(name):
+        try:
+            fds = Path(f"/proc/{pid}/fd").iterdir()
+            if any(os.readlink(fd) in inodes for fd in fds):
+                found.append(pid)
+        except OSError:
+            continue
+    return found or pids_named(name)
+
+
 def pids_named(name: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
