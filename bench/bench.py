@@ -98,6 +98,11 @@ def parse_args() -> argparse.Namespace:
         "the sell-out's CPU per order",
     )
     parser.add_argument(
+        "--no-micro",
+        action="store_true",
+        help="skip section 0, the batch path alone (python -m bench.microbench)",
+    )
+    parser.add_argument(
         "--challenge",
         type=int,
         default=0,
@@ -353,8 +358,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print("buyers' tokens are minted with the stack's signing key for synthetic user ids")
-    print("\n0. the batch path alone (python -m bench.microbench): no HTTP, real MySQL")
-    micro = microbench.run(["--orders", "1000" if args.quick else "5000"], report=indented)
+    micro = {}
+    if not args.no_micro:
+        print("\n0. the batch path alone (python -m bench.microbench): no HTTP, real MySQL")
+        micro = microbench.run(["--orders", "1000" if args.quick else "5000"], report=indented)
     try:
         bench.start()
         bares = []
@@ -515,8 +522,9 @@ def summary(
     )
     print(f"  CPU µs per order in sell-out 2 (whole run), by process: {per_order}")
     cpu_ratios(bares, sold[""])
-    cpu_text = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
-    print(f"  the batch path's CPU per order, µs (0.): {cpu_text}")
+    if micro:
+        cpu_text = "   ".join(f"batch {size}: {us:.1f}" for size, us in micro.items())
+        print(f"  the batch path's CPU per order, µs (0.): {cpu_text}")
     if "L" not in pairs:
         return
     print("  on/off, the median of the rounds' ratios (each round's in brackets):")
