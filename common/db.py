@@ -1,4 +1,4 @@
-"""The aiomysql pool on app.ctx: queries, transactions retried whole, and SQL spans.
+"""The MySQL pool (asyncmy) on app.ctx: queries, transactions retried whole, and SQL spans.
 
 Every call runs shielded, so a client that hangs up never leaves a connection
 mid-protocol or half a transaction. ScriptedTransaction sends a transaction as
@@ -16,7 +16,9 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import aiomysql
+import asyncmy
+import asyncmy.cursors
+import asyncmy.errors
 import pymysql
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -40,11 +42,15 @@ RECORD_CHANGED = 1020
 RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT, RECORD_CHANGED}
 MAX_ATTEMPTS = 8
 
-Cursor = aiomysql.Cursor
+Cursor = asyncmy.cursors.Cursor
+DictCursor = asyncmy.cursors.DictCursor
+# What the pool's connections raise; pymysql's, for the migrations and scripts that use it.
+MySQLError = (asyncmy.errors.MySQLError, pymysql.err.MySQLError)
+IntegrityError = (asyncmy.errors.IntegrityError, pymysql.err.IntegrityError)
 
 
 def error_code(exc: BaseException) -> int | None:
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+    if isinstance(exc, MySQLError) and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
 
@@ -162,12 +168,12 @@ class Database:
 
     def __init__(self, settings: Settings, sql_spans: SqlSpans | None = None):
         self.settings = settings
-        self.pool: aiomysql.Pool | None = None
+        self.pool: asyncmy.Pool | None = None
         self.sql_spans = sql_spans  # None while tracing is off
 
     async def connect(self) -> None:
         s = self.settings
-        self.pool = await aiomysql.create_pool(
+        self.pool = await asyncmy.create_pool(
             host=s.mysql_host,
             port=s.mysql_port,
             user=s.mysql_user,
@@ -190,13 +196,13 @@ class Database:
     @asynccontextmanager
     async def _cursor(
         self, transaction: str | None = None, attempt: int = 1
-    ) -> AsyncIterator[aiomysql.Cursor]:
+    ) -> AsyncIterator[Cursor]:
         if self.pool is None:
             raise RuntimeError("database pool is not open")
         spans = self.sql_spans if self.sql_spans is not None and self.sql_spans.wanted() else None
         conn = await self.pool.acquire()
         try:
-            async with conn.cursor(spans.cursor_class if spans else aiomysql.DictCursor) as cur:
+            async with conn.cursor(spans.cursor_class if spans else DictCursor) as cur:
                 if spans is None or transaction is None:
                     yield cur
                 else:
@@ -244,7 +250,7 @@ class Database:
 
     async def transaction(
         self,
-        work: Callable[[aiomysql.Cursor], Awaitable[T]],
+        work: Callable[[Cursor], Awaitable[T]],
         name: str = "transaction",
         retry_on: frozenset[int] = frozenset(),
     ) -> T:
@@ -350,7 +356,7 @@ class SqlSpans:
         )
 
 
-class TracedCursor(aiomysql.DictCursor):
+class TracedCursor(DictCursor):
     """Records the statement as written, with its %s placeholders: never the values."""
 
     spans: SqlSpans

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pymysql
-
-from common.db import DUPLICATE_KEY, Database, error_code
+from common.db import DUPLICATE_KEY, Database, IntegrityError, error_code
 from common.formats import utcnow
 
 
@@ -27,7 +25,7 @@ async def insert_user(db: Database, username: str, password_hash: str, is_admin:
 
     try:
         user_id = await db.transaction(work, name="insert_user")
-    except pymysql.err.IntegrityError as exc:
+    except IntegrityError as exc:
         if error_code(exc) == DUPLICATE_KEY:
             raise UsernameExists(username) from None
         raise

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pymysql
 import pytest
 
 from common.config import Settings
-from common.db import Script, ScriptedTransaction, values_rows
+from common.db import IntegrityError, Script, ScriptedTransaction, values_rows
 from testkit.stack import mysql_connect, scratch_database
 
 
@@ -104,7 +103,7 @@ async def test_an_error_part_way_through_a_script_rolls_the_transaction_back(db)
             )
         )
 
-    with pytest.raises(pymysql.err.IntegrityError):
+    with pytest.raises(IntegrityError):
         await db.scripted_transaction(work)
     assert await db.fetch_all("SELECT * FROM t") == []
     # Rolled back on the same connection, which went back to the pool with no

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import aiomysql
+import asyncmy
 import pytest
 
 from activity_service import repository
@@ -13,6 +13,7 @@ from activity_service import seckill as seckill_module
 from activity_service.errors import Ended, SoldOut
 from activity_service.repository import RECORD_COLUMNS
 from activity_service.seckill import Seckill, present_order
+from common.db import DictCursor
 from common.errors import ServiceUnavailable
 from common.formats import utcnow
 from testkit.stack import mysql_connect
@@ -219,20 +220,20 @@ async def test_while_stock_lasts_a_batch_is_two_round_trips(db, monkeypatch):
     activity_id = await new_activity(db, stock=4)
     seckill, _ = new_seckill(db)
     sent: list[str] = []
-    execute = aiomysql.Cursor.execute
+    execute = DictCursor.execute
 
     async def recording_execute(cur, query, args=None):
         sent.append(query)
         return await execute(cur, query, args)
 
     for name in ("begin", "commit", "rollback"):
-        original = getattr(aiomysql.Connection, name)
+        original = getattr(asyncmy.Connection, name)
         monkeypatch.setattr(
-            aiomysql.Connection,
+            asyncmy.Connection,
             name,
             lambda conn, _name=name, _original=original: sent.append(_name) or _original(conn),
         )
-    monkeypatch.setattr(aiomysql.Cursor, "execute", recording_execute)
+    monkeypatch.setattr(DictCursor, "execute", recording_execute)
 
     bought = await asyncio.gather(*(seckill.buy(activity_id, u) for u in (1, 2, 3)))
     assert all(o.created for o in bought)
