@@ -118,6 +118,8 @@ class LoopbackUrls:
 class Stack(LoopbackUrls):
     def __init__(self, tmp: Path, **overrides: str):
         self.tmp = tmp
+        # How long a started service may take to answer /health (a busy machine needs longer).
+        self.start_timeout = 30.0
         self.prefix = "sktest_" + secrets.token_hex(4)
         self.ports = {name: free_port() for name in SERVICES}
         key_file = tmp / "token_key.pem"
@@ -171,7 +173,9 @@ class Stack(LoopbackUrls):
         for name in names or SERVICES:
             self.wait_healthy(name)
 
-    def wait_healthy(self, name: str, timeout: float = 30) -> None:
+    def wait_healthy(self, name: str, timeout: float | None = None) -> None:
+        timeout = timeout or self.start_timeout
+
         def healthy() -> bool:
             proc = self.procs[name]
             if proc.poll() is not None:
