@@ -80,6 +80,7 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             settings.challenge_ttl_seconds,
             app.ctx.redis,
             prefix=settings.db_prefix,
+            status=app.ctx.redis_status,
         )
         rules = app.ctx.challenge_rules = ChallengeRules(
             lambda activity_id: repository.challenge_rule(app.ctx.db, activity_id)
@@ -89,7 +90,9 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             app.ctx.seckill.forget(activity_id)
             rules.forget(activity_id)
 
-        app.ctx.answer_counts = AnswerCounts(app.ctx.db, app.ctx.redis, settings.db_prefix)
+        app.ctx.answer_counts = AnswerCounts(
+            app.ctx.db, app.ctx.redis, settings.db_prefix, app.ctx.redis_status
+        )
         app.ctx.snapshots = Snapshots(
             app.ctx.db, app.ctx.answer_counts, app.ctx.peers["order_service"]
         )

@@ -25,11 +25,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import altcha
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from common.errors import Forbidden
 from common.formats import utcnow
+from common.redis import REDIS_ERRORS, RedisClient, RedisStatus
 
 logger = logging.getLogger("seckill.challenge")
 
@@ -58,12 +57,22 @@ def hmac_key(service_token: str) -> str:
 class Challenges:
     """One per worker: issues challenges and checks solutions to them."""
 
-    def __init__(self, key: str, ttl_seconds: int, redis: Redis | None, prefix: str = "seckill"):
+    def __init__(
+        self,
+        key: str,
+        ttl_seconds: int,
+        redis: RedisClient | None,
+        prefix: str = "seckill",
+        status: RedisStatus | None = None,
+    ):
         self.key = key
         # Signs the derived key that solves a v2 challenge: verifying needs no derivation.
         self.key_secret = hashlib.sha256(b"seckill altcha key\0" + key.encode()).hexdigest()
         self.ttl = ttl_seconds
         self.redis = redis
+        self.status = status if redis is not None else None
+        if self.status is not None:
+            self.status.uses("challenge_solutions")
         self.prefix = f"{prefix}:altcha:"
         self._claims: OrderedDict[str, float] = OrderedDict()  # challenge -> expires (wall)
         self._redis_away = False
@@ -151,11 +160,13 @@ class Challenges:
         if self.redis is not None and time.monotonic() >= self._retry_redis_at:
             try:
                 first = await self.redis.set(self.prefix + challenge, b"1", nx=True, ex=ttl)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
             else:
                 if self._redis_away:
                     self._redis_away = False
+                    if self.status is not None:
+                        self.status.back("challenge_solutions")
                     logger.warning("Redis answers again: challenge solutions are claimed there")
                 if not first:
                     raise ChallengeFailed("this challenge solution has been used")
@@ -175,6 +186,8 @@ class Challenges:
     def _redis_failed(self, exc: BaseException) -> None:
         if not self._redis_away:
             self._redis_away = True
+            if self.status is not None:
+                self.status.away("challenge_solutions", exc)
             logger.warning("Redis does not answer (%s): solutions are claimed per process", exc)
         self._retry_redis_at = time.monotonic() + REDIS_RETRY_SECONDS
 

@@ -2,7 +2,9 @@
 answers, shared by every worker and instance, and the snapshot a stream sends each second.
 
 Each worker sums its answers per activity and second in memory, and once a second adds
-them to the shared counts: Redis hashes when REDIS_URL is set, a MySQL table otherwise.
+them to the shared counts: Redis hashes when REDIS_URL is set, a MySQL table otherwise
+(and while Redis does not answer). An activity's hashes share one hash tag, so on a Redis
+Cluster a snapshot's minute is read from one node in one round trip.
 A snapshot reads the last minute of them, the activity's row, the outbox, and the order
 states from order_service; one per activity and second per worker, however many streams.
 """
@@ -18,12 +20,10 @@ import time
 from contextlib import suppress
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from activity_service import repository
 from common.client import ServiceClient
 from common.db import Database
+from common.redis import REDIS_ERRORS, RedisClient, RedisStatus
 
 logger = logging.getLogger("seckill.dashboard")
 
@@ -84,8 +84,17 @@ def percentile(buckets: list[int], share: float) -> float | None:
 class AnswerCounts:
     """This worker's answers per (activity, second) since the last flush, then shared."""
 
-    def __init__(self, db: Database, redis: Redis | None, prefix: str):
+    def __init__(
+        self,
+        db: Database,
+        redis: RedisClient | None,
+        prefix: str,
+        status: RedisStatus | None = None,
+    ):
         self.db, self.redis, self.prefix = db, redis, prefix
+        self.status = status if redis is not None else None
+        if self.status is not None:
+            self.status.uses("dashboard_counts")
         self.pending: dict[tuple[int, int], dict[str, int]] = {}
 
     def record(self, activity_id: int, outcome: str, seconds: float) -> None:
@@ -99,7 +108,7 @@ class AnswerCounts:
         fields[bucket] = fields.get(bucket, 0) + 1
 
     def _key(self, activity_id: int, second: int) -> str:
-        return f"{self.prefix}:dashboard:{activity_id}:{second}"
+        return f"{{{self.prefix}:dashboard:{activity_id}}}:{second}"
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, {}
@@ -114,8 +123,10 @@ class AnswerCounts:
                             pipe.hincrby(key, field, number)
                         pipe.expire(key, KEEP_SECONDS)
                     await pipe.execute()
+                self._redis_ok()
                 return
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
                 logger.warning("dashboard counts to Redis failed, kept in MySQL: %s", exc)
         rows = [
             (activity_id, second, field, number)
@@ -133,14 +144,24 @@ class AnswerCounts:
                     for second in seconds:
                         pipe.hgetall(self._key(activity_id, second))
                     replies = await pipe.execute()
+                self._redis_ok()
                 return {
                     second: {k.decode(): int(v) for k, v in reply.items()}
                     for second, reply in zip(seconds, replies, strict=True)
                     if reply
                 }
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
                 logger.warning("dashboard counts from Redis failed, read from MySQL: %s", exc)
         return await repository.answer_counts(self.db, activity_id, seconds[0], last)
+
+    def _redis_ok(self) -> None:
+        if self.status is not None:
+            self.status.back("dashboard_counts")
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if self.status is not None:
+            self.status.away("dashboard_counts", exc)
 
     async def prune(self) -> None:
         if self.redis is None:

@@ -1,9 +1,10 @@
 """The rate limiter's cost per seckill request, alone: `python -m bench.limiter_bench`.
 
 What the seckill route pays for its two limits (per user, then per client address) on
-an admitted request, in memory mode and in Redis mode (REDIS_URL; counts flushed in
-batches by common/limits/shared_counts.py, whose work is counted too: CPU time of this
-process, the Redis server's own excluded). Buyers as in `make bench`'s sell-out: each user a
+an admitted request, in memory mode and in Redis mode (--redis-url: one Redis, or any node
+of a Redis Cluster, found as the services find it; counts flushed in batches by
+common/limits/shared_counts.py, whose work is counted too: CPU time of this process, the
+Redis servers' own excluded). Buyers as in `make bench`'s sell-out: each user a
 few tries, shuffled, all from one address whose limit never refuses (as `make bench`
 sets it).
 Prints microseconds per request (both hits); asserts nothing.
@@ -18,7 +19,7 @@ import secrets
 import time
 
 from common.limits.ratelimit import Limit, Limiter, parse_limit
-from common.redis import new_redis
+from common.redis import find_mode, new_redis
 
 PER_USER = Limit("seckill_per_user", parse_limit("20/10seconds"))
 PER_IP = Limit("seckill_per_ip", parse_limit("100000000/minute"))
@@ -44,7 +45,9 @@ async def run(limiter: Limiter, requests: int, tries_per_user: int) -> float:
 async def measure(mode: str, redis_url: str, requests: int, tries: int, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
-        redis = new_redis(redis_url) if mode == "redis" else None
+        redis = None
+        if mode == "redis":
+            redis = new_redis(redis_url, found=await find_mode(redis_url, None, "auto", None))
         prefix = "sktest_bench_" + secrets.token_hex(4)
         try:
             best = min(best, await run(Limiter(redis, prefix=prefix), requests, tries))
@@ -65,7 +68,10 @@ def main() -> None:
         micros = asyncio.run(
             measure(mode, args.redis_url, args.requests, args.tries_per_user, args.rounds)
         )
-        print(f"{mode:6}: {micros:6.2f} µs per request (per-user + per-IP hit)")
+        if mode == "redis":
+            found = asyncio.run(find_mode(args.redis_url, None, "auto", None))
+            mode = found.mode if found is not None else "redis (not answering)"
+        print(f"{mode:7}: {micros:6.2f} µs per request (per-user + per-IP hit)")
 
 
 if __name__ == "__main__":

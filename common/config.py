@@ -162,8 +162,13 @@ class Settings(BaseSettings):
     access_log: bool = True
     log_level: str = "INFO"
 
-    # Redis (rate limits, challenge replays): empty means per process, in memory.
+    # Redis (rate limits, challenge replays, revocations, dashboard counts): empty means per
+    # process, in memory. One Redis, any node of a Redis Cluster, or a Redis Sentinel: which
+    # one is asked of the server at start-up (auto), or set (common/redis.py).
     redis_url: str | None = None
+    redis_mode: Literal["auto", "single", "cluster", "sentinel"] = "auto"
+    # Under Sentinel: the name of the primary to use (needed when a Sentinel watches several).
+    redis_sentinel_master: str | None = None
     # For a Redis that asks for one (AUTH), unless the URL carries it; a secret.
     redis_password: Annotated[str | None, SECRET] = Field(None, repr=False)
     rate_limits: Literal["on", "off"] = "on"
@@ -188,7 +193,7 @@ class Settings(BaseSettings):
             return tuple(tag.strip() for tag in value.split(",") if tag.strip())
         return value
 
-    @field_validator("rate_limits", "metrics", mode="before")
+    @field_validator("rate_limits", "metrics", "redis_mode", mode="before")
     @classmethod
     def _on_off(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

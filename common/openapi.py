@@ -63,8 +63,27 @@ class Problem(BaseModel):
     )
 
 
+class LocalGuarantee(BaseModel):
+    meaning: str = Field(description="what holds instead, while Redis does not answer")
+    error: str = Field(description="why: the last error Redis answered with")
+
+
+class RedisHealth(BaseModel):
+    """This worker's Redis (REDIS_URL set): which shared guarantees are local now."""
+
+    mode: Literal["single", "cluster", "sentinel"]
+    shared: list[str] = Field(description="guarantees kept in Redis, shared by every process")
+    local: dict[str, LocalGuarantee] = Field(
+        description="guarantees per process now (rate_limits, revocations, challenge_solutions,"
+        " dashboard_counts): Redis is configured but does not answer"
+    )
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: serving, with some shared guarantees per process (see redis)"
+    )
+    redis: RedisHealth | None = Field(None, description="absent without REDIS_URL")
 
 
 class JsonSchema(Schema):

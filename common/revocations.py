@@ -6,6 +6,8 @@ the epoch). Every worker of every service reloads the whole set every
 REVOCATION_POLL_SECONDS into its TokenVerifier, which then refuses such tokens with one dict
 lookup: no call to user_service, nor to Redis, per request. An entry is needed only as long as
 a token issued before it can live (TOKEN_MAX_TTL_SECONDS); older ones are dropped.
+One key, so a Redis Cluster takes it as one Redis does. While Redis does not answer, a
+revocation reaches only the worker that made it: /health says so (common/redis.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import logging
 import time
 from contextlib import suppress
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sanic import Sanic
+
+from common.redis import REDIS_ERRORS, RedisClient
 
 logger = logging.getLogger("seckill.revocations")
 
@@ -30,7 +32,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def publish(redis: Redis, prefix: str, user_id: int, not_before_ms: int, max_ttl: int):
+async def publish(redis: RedisClient, prefix: str, user_id: int, not_before_ms: int, max_ttl: int):
     """Revoke user_id's access tokens issued before not_before_ms, and drop stale entries."""
     key = revocation_key(prefix)
     async with redis.pipeline(transaction=True) as pipe:
@@ -40,7 +42,7 @@ async def publish(redis: Redis, prefix: str, user_id: int, not_before_ms: int, m
         await pipe.execute()
 
 
-async def load(redis: Redis, prefix: str, max_ttl: int) -> dict[int, float]:
+async def load(redis: RedisClient, prefix: str, max_ttl: int) -> dict[int, float]:
     """The marks still in force: user id -> not-before in seconds (the unit of `iat`)."""
     oldest = now_ms() - max_ttl * 1000
     entries = await redis.zrangebyscore(revocation_key(prefix), oldest, "+inf", withscores=True)
@@ -51,16 +53,19 @@ async def follow(app: Sanic, interval: float) -> None:
     """Reload the list into app.ctx.tokens for ever. While Redis is away the last list is kept
     and requests go on; one line when it goes, one when it is back."""
     settings = app.ctx.settings
+    status = app.ctx.redis_status
     away = False
     while True:
         try:
             marks = await load(app.ctx.redis, settings.db_prefix, settings.token_max_ttl_seconds)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
+            status.away("revocations", exc)
             if not away:
                 logger.warning("cannot read the token revocation list, keeping the last: %s", exc)
                 away = True
         else:
             app.ctx.tokens.set_revocations(marks)
+            status.back("revocations")
             if away:
                 logger.warning("the token revocation list is read again")
                 away = False
@@ -74,6 +79,7 @@ def setup_revocations(app: Sanic) -> None:
     async def start_following(app: Sanic) -> None:
         app.ctx.revocations_loop = None
         if app.ctx.redis is not None:
+            app.ctx.redis_status.uses("revocations")
             interval = app.ctx.settings.revocation_poll_seconds
             # A plain task, stopped below: Sanic warns about every app task it has to cancel.
             app.ctx.revocations_loop = asyncio.create_task(
@@ -107,7 +113,8 @@ def revoker(app: Sanic):
                 not_before_ms,
                 settings.token_max_ttl_seconds,
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
+            app.ctx.redis_status.away("revocations", exc)
             logger.error(
                 "cannot publish the revocation of user %s's access tokens: they stay valid"
                 " elsewhere until they expire: %s",

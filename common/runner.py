@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import importlib
 import logging
@@ -21,6 +22,7 @@ from sanic.worker.loader import AppLoader
 
 from common.config import Settings
 from common.deadlines import RequestDeadlineProtocol
+from common.redis import redis_problem
 from common.telemetry.logs import setup_logging
 
 # pymysql's codes for "nothing answered at that address" (refused, unknown host, lost, timeout).
@@ -101,7 +103,9 @@ def main(settings_class: type[Settings], argv: list[str] | None = None) -> None:
             sys.exit(f"{service_name}: {mysql_problem_text(settings, exc)}")
         return
     # Checked before Sanic starts: its workers would each fail with a traceback instead.
-    problem = port_problem(settings) or mysql_problem(settings)
+    problem = (
+        port_problem(settings) or mysql_problem(settings) or asyncio.run(redis_problem(settings))
+    )
     if problem:
         sys.exit(f"{service_name}: {problem}")
     if settings.metrics == "off":

@@ -132,10 +132,17 @@ def setup_health(app: Sanic) -> None:
     @app.get("/health", name="health")
     @openapi.summary("Liveness and readiness: the service and its database answer")
     @openapi.tag("health")
-    @json_response(200, Health, "the service and its database answer")
+    @json_response(200, Health, "the service and its database answer (degraded: see redis)")
     @problem_response(503, "unhealthy: the database does not answer")
     async def health(request: Request) -> HTTPResponse:
-        """Liveness and readiness: the service answers and its database does too."""
-        if await request.app.ctx.db.ping():
+        """Liveness and readiness: the service answers and its database does too. With
+        REDIS_URL, which shared guarantees this worker keeps in Redis and which are per
+        process now because Redis does not answer (status degraded, still 200: the
+        service serves)."""
+        if not await request.app.ctx.db.ping():
+            return problem(503, "unhealthy", "the database does not answer")
+        status = getattr(request.app.ctx, "redis_status", None)
+        redis = status.report() if status is not None else None
+        if redis is None:
             return json({"status": "ok"})
-        return problem(503, "unhealthy", "the database does not answer")
+        return json({"status": "degraded" if redis["local"] else "ok", "redis": redis})

@@ -4,6 +4,7 @@ import pytest
 from sanic import Sanic
 
 from testkit.stack import Stack
+from tests.support.redis_server import ClusterServers, url_for
 from tests.support.stacks import make_stack
 
 # Each layer is a directory and a marker: `pytest tests/app` or `pytest -m app`.
@@ -48,3 +49,21 @@ def own_stack(tmp_path_factory):
     for s in stacks:
         s.kill()
         s.drop_databases()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A Redis Cluster (3 primaries, 3 replicas) shared by the tests that leave it whole; each
+    test keeps to its own key prefix. Started by the first test that asks for it."""
+    cluster = ClusterServers()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_url(request) -> str:
+    """REDIS_URL for the kind the test is parametrised with (indirect): one, cluster, none."""
+    return url_for(request, request.param)

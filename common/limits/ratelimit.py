@@ -2,11 +2,12 @@
 
 With Redis every worker and instance counts in the same key, each process sending its
 counts in batches (common/limits/shared_counts.py); without it (or while Redis is away) each
-process counts alone (common/limits/local_counts.py). A key that has been refused is answered
-from memory until its window resets, so a client hammering past its allowance costs no
-Redis round trip. The `limits` library parses the limits and keeps the
-login throttling's exact counts in Redis (check and count, off the hot path).
-The design and the tolerance: docs/seckill.md.
+process counts alone (common/limits/local_counts.py), and /health says so. A key that has
+been refused is answered from memory until its window resets, so a client hammering past its
+allowance costs no Redis round trip. The `limits` library parses the limits; the login
+throttling's exact counts (check and count, off the hot path) are ExactCounts'. One Redis, a
+Redis Cluster or Sentinel alike: each command names one key, or keys under one limit's hash
+tag (common/redis.py). The design and the tolerance: docs/seckill.md.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ import time
 from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sanic import Sanic
 
 from common.config import Settings
 from common.errors import AppError
 from common.limits.local_counts import LocalCounts
 from common.limits.shared_counts import ASK_REDIS, SharedCounts
+from common.redis import REDIS_ERRORS, RedisClient, RedisStatus
 
 logger = logging.getLogger("seckill.ratelimit")
 
@@ -83,33 +81,67 @@ class Limit:
 NO_LIMIT = Limit("off", None)
 
 
+# Counts one event of a window that starts with its key's first event; returns the count.
+COUNT = """
+local total = redis.call('INCR', KEYS[1])
+if total == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return total
+"""
+
+
+class ExactCounts:
+    """Every event counted in Redis at once, in a window that starts with the key's first
+    event (the `limits` library's fixed window): the login throttling's, off the hot path.
+    One key per command, so any Redis (cluster included) takes them."""
+
+    def __init__(self, redis: RedisClient, prefix: str):
+        self.redis = redis
+        self.prefix = prefix
+        self._count = redis.register_script(COUNT)
+
+    def _key(self, limit: Limit, identifiers: tuple) -> str:
+        return f"{self.prefix}:{limit.name}:{limit.amount}:{limit.period}:" + ":".join(identifiers)
+
+    async def count(self, limit: Limit, identifiers: tuple) -> None:
+        await self._count(keys=[self._key(limit, identifiers)], args=[limit.period])
+
+    async def used_up(self, limit: Limit, identifiers: tuple) -> float | None:
+        """The wall time the window resets if its allowance is used up, else None."""
+        key = self._key(limit, identifiers)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.pttl(key)
+            total, left_ms = await pipe.execute()
+        if total is None or int(total) < limit.amount:
+            return None
+        return time.time() + max(left_ms, 0) / 1000
+
+
 class Limiter:
     """One per worker. hit() counts a request and raises RateLimited past the allowance."""
 
     def __init__(
         self,
-        redis: Redis | None,
+        redis: RedisClient | None,
         enabled: bool = True,
         prefix: str = "seckill",
         local_share: float = 0.1,
+        status: RedisStatus | None = None,
     ):
         self.enabled = enabled
         self.memory = LocalCounts()
         self.shared = None
         self.counts = None
+        self.status = status
         if redis is not None:
             # hit(): counts kept here and sent in batches (common/limits/shared_counts.py);
-            # check() and count(), off the hot path: limits' Redis storage, exact.
+            # check() and count(), off the hot path: exact, one command each.
             self.counts = SharedCounts(
                 redis, f"{prefix}:counts", local_share, self._redis_failed, self._redis_ok
             )
-            storage = RedisStorage(
-                "async+redis://",
-                implementation="redispy",
-                key_prefix=f"{prefix}:limits",
-                connection_pool=redis.connection_pool,
-            )
-            self.shared = FixedWindowRateLimiter(storage)
+            self.shared = ExactCounts(redis, f"{prefix}:limits")
+            if status is not None:
+                status.uses("rate_limits")
         self._refused: dict[tuple, float] = {}  # key -> wall time its window resets
         self._redis_away = False
         self._retry_redis_at = 0.0
@@ -135,7 +167,7 @@ class Limiter:
             if resets is ASK_REDIS:
                 try:
                     resets = await self.counts.hit(key, limit.amount, limit.period)
-                except (RedisError, OSError):  # reported by on_error; counted in memory
+                except REDIS_ERRORS:  # reported by on_error; counted in memory
                     resets = self.memory.hit(key, limit.amount, limit.period, now)
         else:
             resets = self.memory.hit(key, limit.amount, limit.period, now)
@@ -150,13 +182,13 @@ class Limiter:
         self._raise_if_refused(key)
         if self._shared() is not None:
             try:
-                allowed = await self.shared.test(limit.item, limit.name, *identifiers)
-            except (RedisError, OSError) as exc:
+                resets = await self.shared.used_up(limit, identifiers)
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
             else:
                 self._redis_ok()
-                if not allowed:
-                    await self._refuse_shared(key, limit, identifiers)
+                if resets is not None:
+                    self._remember_refused(key, resets)
                 return
         resets = self.memory.test(key, limit.amount, time.time())
         if resets is not None:
@@ -168,16 +200,16 @@ class Limiter:
             return
         if self._shared() is not None:
             try:
-                await self.shared.hit(limit.item, limit.name, *identifiers)
-            except (RedisError, OSError) as exc:
+                await self.shared.count(limit, identifiers)
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
             else:
                 self._redis_ok()
                 return
         self.memory.count((limit.name, *identifiers), limit.period, time.time())
 
-    def _shared(self) -> FixedWindowRateLimiter | None:
-        """limits' Redis limiter, or None while Redis is away (tried again every second)."""
+    def _shared(self) -> ExactCounts | None:
+        """The exact counts in Redis, or None while Redis is away (tried again every second)."""
         if self.shared is None or time.monotonic() < self._retry_redis_at:
             return None
         return self.shared
@@ -185,11 +217,15 @@ class Limiter:
     def _redis_ok(self) -> None:
         if self._redis_away:
             self._redis_away = False
+            if self.status is not None:
+                self.status.back("rate_limits")
             logger.warning("Redis answers again: rate limits are shared again")
 
     def _redis_failed(self, exc: BaseException) -> None:
         if not self._redis_away:
             self._redis_away = True
+            if self.status is not None:
+                self.status.away("rate_limits", exc)
             logger.warning("Redis does not answer (%s): rate limits count per process", exc)
         self._retry_redis_at = time.monotonic() + REDIS_RETRY_SECONDS
 
@@ -200,14 +236,6 @@ class Limiter:
             if left > 0:
                 raise RateLimited(math.ceil(left))
             del self._refused[key]
-
-    async def _refuse_shared(self, key: tuple, limit: Limit, identifiers: tuple) -> None:
-        try:
-            stats = await self.shared.get_window_stats(limit.item, limit.name, *identifiers)
-            resets = stats.reset_time
-        except (RedisError, OSError):
-            resets = time.time() + limit.period
-        self._remember_refused(key, resets)
 
     def _remember_refused(self, key: tuple, resets: float) -> None:
         """Answer key from memory until its window resets; raise RateLimited now."""
@@ -232,6 +260,7 @@ def setup_limits(app: Sanic, settings: Settings) -> None:
             settings.rate_limits == "on",
             prefix=settings.db_prefix,
             local_share=settings.rate_limit_local_share,
+            status=app.ctx.redis_status,
         )
 
     @app.before_server_stop

@@ -6,6 +6,9 @@ before Redis hears of them: a flusher sends every process's new counts in one sc
 call every FLUSH_SECONDS, and a key whose slack is used up is flushed before it admits
 again. So across P processes at most limit + (P - 1) * slack requests pass a window;
 slack 0 counts every request in Redis first (exact, one round trip each).
+A limit's keys share one hash tag ({prefix:name}), so on a Redis Cluster they live in one
+slot and a flush sends one script call per limit that has new counts (on one Redis, one
+call in all): the tolerance stays the same.
 The tolerance and why not `limits`' own Redis storage: docs/seckill.md.
 """
 
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
+
+from common.redis import REDIS_ERRORS, RedisClient
 
 logger = logging.getLogger("seckill.ratelimit")
 
@@ -104,7 +108,7 @@ class SharedCounts:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         share: float,
         on_error: Callable[[BaseException], None] = lambda exc: None,
@@ -114,6 +118,8 @@ class SharedCounts:
         self.prefix = prefix
         self.share = share
         self._send_script = redis.register_script(SEND)
+        # On a cluster, one script call per slot: the counts of each limit apart.
+        self._per_limit = isinstance(redis, RedisCluster)
         self._counts: dict[tuple, Count] = {}
         self._dirty: list[Count] = []
         self._swept_at = 0.0
@@ -181,7 +187,7 @@ class SharedCounts:
                     (ask.total,) = await self._run(
                         [count.redis_key], f"{ask.size} {int(count.resets) + 1}"
                     )
-                except (RedisError, OSError) as exc:
+                except REDIS_ERRORS as exc:
                     ask.error = exc
                     raise
                 count.synced = max(count.synced, ask.total)
@@ -194,7 +200,7 @@ class SharedCounts:
     def _new(self, key: tuple, amount: int, period: int, now: float) -> Count:
         window = int(now // period)
         name, identifiers = key[0], key[1:]
-        redis_key = f"{self.prefix}:{name}:{period}:{window}:" + ":".join(identifiers)
+        redis_key = f"{{{self.prefix}:{name}}}:{period}:{window}:" + ":".join(identifiers)
         count = Count(redis_key, amount, int(amount * self.share), (window + 1) * period)
         self._counts[key] = count
         return count
@@ -234,6 +240,24 @@ class SharedCounts:
                 done(count)
 
     async def _send(self, counts: list[Count]) -> None:
+        if not self._per_limit or len(counts) == 1:
+            await self._send_slot(counts)
+            return
+        slots: dict[str, list[Count]] = {}
+        for count in counts:
+            slots.setdefault(count.redis_key.partition("}")[0], []).append(count)
+        if len(slots) == 1:
+            await self._send_slot(counts)
+            return
+        sends = await asyncio.gather(
+            *(self._send_slot(some) for some in slots.values()), return_exceptions=True
+        )
+        for outcome in sends:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _send_slot(self, counts: list[Count]) -> None:
+        """One script call: these counts' keys are all in one slot (or on one Redis)."""
         sent = [(count, count.unsynced) for count in counts]
         keys, numbers = [], []
         for count, n in sent:
@@ -258,7 +282,7 @@ class SharedCounts:
     async def _run(self, keys: list[str], numbers: str) -> list[int]:
         try:
             reply = await self._send_script(keys=keys, args=[numbers])
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._failures += 1
             self._failure = exc
             self.on_error(exc)
@@ -269,7 +293,7 @@ class SharedCounts:
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_SECONDS)
         self._flusher = None
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self.flush()  # on_error has heard of it
 
     async def close(self) -> None:
@@ -278,5 +302,5 @@ class SharedCounts:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self.flush()

@@ -132,6 +132,17 @@ PEER_INSTANCES = Gauge(
 DASHBOARD_STREAMS = Gauge(
     "dashboard_streams_open", "Dashboard event streams open", multiprocess_mode="livesum"
 )
+# Redis (common/redis.py): a shared guarantee that went per process because Redis is
+# configured but does not answer (or answers in a way it cannot use).
+REDIS_UNAVAILABLE = Gauge(
+    "redis_unavailable",
+    "Workers whose shared guarantee is per process now (Redis configured, not answering),"
+    " by guarantee", ["guarantee"], multiprocess_mode="livesum",
+)  # fmt: skip
+REDIS_FALLBACKS = Counter(
+    "redis_fallbacks", "Times a worker's shared guarantee went per process, by guarantee",
+    ["guarantee"],
+)  # fmt: skip
 ASYNCIO_TASKS = Gauge(
     "asyncio_tasks", "Tasks of the workers' event loops", multiprocess_mode="livesum"
 )
@@ -186,6 +197,10 @@ observe = TALLY.observe
 def seckill_batch(size: int, seconds: float) -> None:
     TALLY.observe(SECKILL_BATCH_SIZE, size)
     TALLY.observe(SECKILL_BATCH_SECONDS, seconds)
+
+
+def redis_fallback(guarantee: str) -> None:
+    TALLY.count(REDIS_FALLBACKS, (guarantee,))
 
 
 def handed_off(orders: int, seconds: float) -> None:
@@ -292,6 +307,10 @@ def flush(app: Sanic) -> None:
     # Read from the server's connections, not counted per request (common/deadlines.py).
     HTTP_IN_FLIGHT.set(requests_in_flight(app))
     ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
+    status = getattr(app.ctx, "redis_status", None)
+    if status is not None and status.mode is not None:
+        for guarantee in status.guarantees:
+            REDIS_UNAVAILABLE.labels(guarantee).set(1 if guarantee in status.local else 0)
     pool = getattr(getattr(app.ctx, "db", None), "pool", None)
     if pool is not None:
         DB_POOL_IN_USE.set(pool.size - pool.freesize)

@@ -18,7 +18,7 @@ import pytest
 from testkit.altcha_solver import solve
 from tests.support.apps import InProcessStack
 from tests.support.factories import Api, window
-from tests.support.redis_server import SHARED_REDIS, RedisServer
+from tests.support.redis_server import RedisServer
 from tests.support.seckill_checks import check_invariants, records, storm
 
 EASY = 1_000  # the lowest difficulty: a solve takes about a millisecond
@@ -230,16 +230,17 @@ async def instance(databases, **env: str):
 
 
 @pytest.mark.parametrize(
-    ("redis", "replays_pass"),
-    [(True, False), (False, True)],
-    ids=["redis_shared", "memory_per_process"],
+    ("redis_url", "replays_pass"),
+    [("one", False), ("cluster", False), ("none", True)],
+    ids=["redis_shared", "cluster_shared", "memory_per_process"],
+    indirect=["redis_url"],
 )
 async def test_a_solution_used_on_one_instance_is_refused_on_another_with_redis(
-    databases, redis, replays_pass
+    databases, redis_url, replays_pass
 ):
     """Used on one instance before the start (409 not_started), then sent to the other
     once the sale is open, where it could buy."""
-    env = {"REDIS_URL": SHARED_REDIS if redis else ""}
+    env = {"REDIS_URL": redis_url}
     async with instance(databases, **env) as one, instance(databases, **env) as two:
         buyer = await one.new_user()
         sale = await one.create_activity(

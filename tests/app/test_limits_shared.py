@@ -16,9 +16,11 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
+from testkit.poll import eventually
 from tests.support.apps import InProcessStack
 from tests.support.factories import PASSWORD, Api
-from tests.support.redis_server import SHARED_REDIS, RedisServer, well_inside_a_window
+from tests.support.metrics import scrape, value
+from tests.support.redis_server import RedisServer, well_inside_a_window
 from tests.support.seckill_checks import StormResult, check_invariants, storm
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -48,15 +50,18 @@ async def signup(api: Api, headers: dict | None = None) -> int:
 
 
 @pytest.mark.parametrize(
-    ("redis", "allowed"), [(True, 3), (False, 6)], ids=["redis_shared", "memory_per_process"]
+    ("redis_url", "allowed"),
+    [("one", 3), ("cluster", 3), ("none", 6)],
+    ids=["redis_shared", "cluster_shared", "memory_per_process"],
+    indirect=["redis_url"],
 )
 async def test_two_instances_share_a_limit_through_redis_and_count_alone_in_memory(
-    databases, redis, allowed
+    databases, redis_url, allowed
 ):
-    env = {"LIMIT_SIGNUPS_PER_IP": "3/minute", "REDIS_URL": SHARED_REDIS if redis else ""}
+    env = {"LIMIT_SIGNUPS_PER_IP": "3/minute", "REDIS_URL": redis_url}
     async with running(databases, **env) as one, running(databases, **env) as two:
         async with client(one) as api_one, client(two) as api_two:
-            if redis:
+            if redis_url:
                 await well_inside_a_window(60, 20)
             statuses = []
             for _ in range(4):
@@ -81,14 +86,16 @@ async def test_forged_proxy_headers_from_an_untrusted_peer_change_nothing(databa
     assert statuses == [201, 201, 429, 429]
 
 
-@pytest.mark.parametrize("redis", [True, False], ids=["redis", "memory"])
-async def test_a_bot_with_many_accounts_gets_at_most_its_address_allowance(databases, redis):
+@pytest.mark.parametrize(
+    "redis_url", ["one", "cluster", "none"], ids=["redis", "cluster", "memory"], indirect=True
+)
+async def test_a_bot_with_many_accounts_gets_at_most_its_address_allowance(databases, redis_url):
     """200 accounts from one address against a stock of 100, with the default seckill limits
     (60 tries a minute per address); 30 honest buyers from addresses of their own all buy."""
     env = {
         "LIMIT_SIGNUPS_PER_IP": "0",
         "LIMIT_LOGINS_PER_IP": "0",
-        "REDIS_URL": SHARED_REDIS if redis else "",
+        "REDIS_URL": redis_url,
     }
     async with running(databases, **env) as stack:
         async with client(stack) as bot_api:
@@ -96,7 +103,7 @@ async def test_a_bot_with_many_accounts_gets_at_most_its_address_allowance(datab
             sale = await bot_api.create_activity(stock=100)
             honest = await bot_api.new_users(30)
             result = StormResult()
-            if redis:
+            if redis_url:
                 await well_inside_a_window(60, 20)
 
             async def honest_buyer(n: int) -> None:
@@ -114,6 +121,23 @@ async def test_a_bot_with_many_accounts_gets_at_most_its_address_allowance(datab
         assert result.codes["rate_limited"] > 0
         assert all(result.created[account.id] == 1 for account in honest), result.created
         await check_invariants(stack, sale["id"], 100, result, sold_out=False)
+
+
+async def redis_health(api: Api) -> tuple[int, str, set[str]]:
+    """activity_service's /health: status code, status, the guarantees per process now."""
+    reply = await api.call("GET", "activity_service", "/health")
+    return reply.status, reply.body["status"], set(reply.body["redis"]["local"])
+
+
+async def degraded(api: Api) -> bool:
+    """Rate limits per process, and revocations (read every second) too; the dashboard's
+    counts also, once a second's were sent."""
+    status, word, local = await redis_health(api)
+    return (status, word) == (200, "degraded") and {"rate_limits", "revocations"} <= local
+
+
+async def shared_again(api: Api) -> bool:
+    return await redis_health(api) == (200, "ok", set())
 
 
 async def test_redis_away_mid_sale_falls_back_to_memory_and_recovers(databases, caplog):
@@ -135,13 +159,23 @@ async def test_redis_away_mid_sale_falls_back_to_memory_and_recovers(databases, 
             result = StormResult()
             thirds = [accounts[:30], accounts[30:60], accounts[60:]]
             await storm(api, sale["id"], thirds[0], per_user=2, result=result)
+            assert (await redis_health(api)) == (200, "ok", set())
             redis.stop()
             await storm(api, sale["id"], thirds[1], per_user=2, result=result)
+            # Never silent: /health says what is per process now, and a metric counts it.
+            await eventually(lambda: degraded(api), 5, "/health saying so", 0.2)
+            samples = await scrape(api, "activity_service")
+            assert value(samples, "redis_unavailable", guarantee="rate_limits") == 1
+            assert value(samples, "redis_unavailable", guarantee="challenge_solutions") == 0
+            assert value(samples, "redis_fallbacks_total", guarantee="rate_limits") >= 1
             redis.start()
 
             await asyncio.sleep(1.1)  # past the limiter's pause before it tries Redis again
             await storm(api, sale["id"], thirds[2], per_user=2, result=result)
             assert result.statuses.keys() <= {200, 201, 409}, result.statuses
+            await eventually(lambda: shared_again(api), 5, "/health back", 0.2)
+            samples = await scrape(api, "activity_service")
+            assert value(samples, "redis_unavailable", guarantee="rate_limits") == 0
             await check_invariants(stack, sale["id"], 90, result)
     finally:
         redis.stop()

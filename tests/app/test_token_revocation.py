@@ -1,6 +1,7 @@
 """Password change, disabled accounts and a removed admin flag stop the user's access tokens on
 every service within 5 s through the revocation list in Redis (the machine's, under this
-session's prefix); without Redis they live until they expire."""
+session's prefix, and a Redis Cluster's: each test runs on both); without Redis they live until
+they expire."""
 
 import asyncio
 import logging
@@ -10,30 +11,33 @@ import aiohttp
 import jwt
 import pytest
 import pytest_asyncio
-import redis
 
 from common.revocations import revocation_key
 from testkit.poll import eventually
 from tests.support.apps import InProcessStack
 from tests.support.expect import assert_problem
 from tests.support.factories import PASSWORD, Api
-from tests.support.redis_server import SHARED_REDIS, RedisServer
+from tests.support.redis_server import RedisServer, sync_client, url_for
 
 NEW_PASSWORD = "copper-Lantern-2291"
 WITHIN = 5  # seconds: the bound the services promise
 SERVICES = ("user_service", "activity_service", "order_service")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(databases):
-    """This module's apps, following the list in the machine's Redis under the test prefix."""
-    stack = InProcessStack(databases, REDIS_URL=SHARED_REDIS)
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["one", "cluster"])
+async def stack(databases, request):
+    """This module's apps, following the list in Redis under the test prefix: the machine's
+    Redis, then a Redis Cluster."""
+    url = url_for(request, request.param)
+    stack = InProcessStack(databases, REDIS_URL=url)
+    stack.redis_url = url
     try:
         await stack.start()
         yield stack
     finally:
         await stack.stop()
-        redis.Redis.from_url(SHARED_REDIS).delete(revocation_key(databases.prefix))
+        with sync_client(url) as client:
+            client.delete(revocation_key(databases.prefix))
 
 
 async def probe(api, service: str, token: str, activity_id: int | None = None):
@@ -112,8 +116,8 @@ async def test_a_password_change_stops_every_token_and_a_login_just_after_works(
     reply = await api.call("POST", "user_service", "/tokens/refresh", json=refresh)
     assert_problem(reply, 401, "invalid_grant")
     assert live_refresh_tokens(stack, account.id) == 1  # the fresh login's only
-    entries = redis.Redis.from_url(SHARED_REDIS).zscore(revocation_key(stack.prefix), account.id)
-    assert entries is not None
+    with sync_client(stack.redis_url) as client:
+        assert client.zscore(revocation_key(stack.prefix), account.id) is not None
 
 
 async def test_logins_racing_a_password_change_keep_no_token_of_the_old_password(api, stack):
@@ -136,7 +140,8 @@ async def test_logins_racing_a_password_change_keep_no_token_of_the_old_password
     assert {r.status for r in replies} <= {200, 401}, replies
     assert live_refresh_tokens(stack, account.id) == 0
     # every token got is older than the mark (so refused), the newest refused everywhere
-    mark = redis.Redis.from_url(SHARED_REDIS).zscore(revocation_key(stack.prefix), account.id)
+    with sync_client(stack.redis_url) as client:
+        mark = client.zscore(revocation_key(stack.prefix), account.id)
     tokens = [r.body["access_token"] for r in replies if r.status == 200]
     issued = [jwt.decode(t, options={"verify_signature": False})["iat"] for t in tokens]
     if tokens:  # on a slow machine every login may come after the change
