@@ -24,20 +24,32 @@ WITHIN = 5  # seconds: the bound the services promise
 SERVICES = ("user_service", "activity_service", "order_service")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["one", "cluster"])
-async def stack(databases, request):
-    """This module's apps, following the list in Redis under the test prefix: the machine's
-    Redis, then a Redis Cluster."""
-    url = url_for(request, request.param)
-    stack = InProcessStack(databases, REDIS_URL=url)
-    stack.redis_url = url
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stacks(databases, request):
+    """This module's apps per kind of Redis, started when first asked for and stopped at its
+    end, following the list under the test prefix: the machine's Redis, a Redis Cluster."""
+    started = {}
+
+    async def of(kind: str) -> InProcessStack:
+        if kind not in started:
+            url = url_for(request, kind)
+            stack = started[kind] = InProcessStack(databases, REDIS_URL=url)
+            stack.redis_url = url
+            await stack.start()
+        return started[kind]
+
     try:
-        await stack.start()
-        yield stack
+        yield of
     finally:
-        await stack.stop()
-        with sync_client(url) as client:
-            client.delete(revocation_key(databases.prefix))
+        for stack in started.values():
+            await stack.stop()
+            with sync_client(stack.redis_url) as client:
+                client.delete(revocation_key(databases.prefix))
+
+
+@pytest_asyncio.fixture(loop_scope="module", params=["one", "cluster"])
+async def stack(stacks, request):
+    return await stacks(request.param)
 
 
 async def probe(api, service: str, token: str, activity_id: int | None = None):
