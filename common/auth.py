@@ -45,7 +45,13 @@ logger = logging.getLogger("seckill.auth")
 
 
 def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    """base64url without padding, in its one canonical spelling, as PyJWT reads a token: a
+    last character whose unused low bits are set spells the same bytes another way (a
+    signature would have 16 spellings, each a cache entry), and is refused."""
+    decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != part.encode():
+        raise ValueError("not canonical base64url")
+    return decoded
 
 
 @dataclass(frozen=True, slots=True)

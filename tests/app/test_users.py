@@ -263,3 +263,20 @@ async def test_tampered_token_is_401(api):
     assert_problem(
         await api.call("GET", "user_service", "/users/me", token=swapped), 401, "unauthorized"
     )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_a_signature_spelled_another_way_is_401_on_every_service(api, service):
+    user = await api.new_user()
+    head, _, signature = user.token.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # RS256-2048: 342 characters, the last of which carries 2 bits; its 4 others are unused.
+    respelled = alphabet[alphabet.index(signature[-1]) ^ 1]
+    token = f"{head}.{signature[:-1]}{respelled}"
+    method, path = {
+        "user_service": ("GET", "/users/me"),
+        "activity_service": ("GET", "/activities/0/challenge"),
+        "order_service": ("GET", "/orders"),
+    }[service]
+    assert_problem(await api.call(method, service, path, token=token), 401, "unauthorized")
+    assert (await api.call(method, service, path, token=user.token)).status != 401

@@ -318,6 +318,45 @@ def refused_by_pyjwt() -> dict[str, str]:
         "sub-number": jwt.encode(CLAIMS | {"sub": 1}, KEY, algorithm=ALGORITHM),
         "exp-text": jwt.encode(CLAIMS | {"exp": "soon"}, KEY, algorithm=ALGORITHM),
         "forged": jwt.encode(CLAIMS, FORGER, algorithm=ALGORITHM),
+        **non_canonical(now),
+    }
+
+
+def unpadded(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def respelled(token: str, segment: int) -> str:
+    """token with one segment's last character changed to another spelling of the same bytes
+    (its lowest bit, which no byte uses, set or cleared)."""
+    parts = token.split(".")
+    assert len(parts[segment]) % 4 in (2, 3), "this segment has no unused bits"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(parts[segment][-1]) ^ 1]
+    parts[segment] = parts[segment][:-1] + last
+    respelled = ".".join(parts)
+    assert respelled != token and unpadded(parts[segment]) == unpadded(token.split(".")[segment])
+    return respelled
+
+
+def with_slack(segment: int, now: int) -> str:
+    """A genuine token whose header (0) or claims (1) segment ends in a character with
+    unused bits: the jti is lengthened until it does."""
+    for size in range(1, 5):
+        headers = {"kid": "k" * size} if segment == 0 else None
+        claims = CLAIMS | {"exp": now + 3000, "jti": "j" * size}
+        token = jwt.encode(claims, KEY, algorithm=ALGORITHM, headers=headers)
+        if len(token.split(".")[segment]) % 4 in (2, 3):
+            return token
+    raise AssertionError("no length gave the segment unused bits")
+
+
+def non_canonical(now: int) -> dict[str, str]:
+    """Each segment of a genuine token spelled another way (issue 29): PyJWT refuses them."""
+    return {
+        "signature-respelled": respelled(issue_token(KEY, 3, False, 60), 2),
+        "header-respelled": respelled(with_slack(0, now), 0),
+        "claims-respelled": respelled(with_slack(1, now), 1),
     }
 
 
@@ -375,3 +414,10 @@ def test_the_lifetime_cap_is_the_verifiers_own():
     assert verify(token, TokenVerifier(KEY.public_key(), max_ttl=600)) == Principal(9, False)
     with pytest.raises(Unauthorized):
         verify(token, TokenVerifier(KEY.public_key(), max_ttl=599))
+
+
+@pytest.mark.parametrize("segment", [0, 1], ids=["header", "claims"])
+def test_a_token_with_unused_bits_is_accepted_in_its_canonical_spelling(segment):
+    token = with_slack(segment, int(time.time()))
+    pyjwt_lifetime_holds(token)
+    assert verify(token) == Principal(1, True)
