@@ -44,6 +44,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 # The route label of a request that matched no route (404, 405): one value, never the path.
 UNMATCHED = "unmatched"
+# The method label: the methods a route may answer, and one value for any other the client
+# wrote in its request line (a method is any token it likes: never a label of its own).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 FLUSH_SECONDS = 1.0
 # Gauges read from the database (backlogs, stock, order states): by the first worker only.
 PROBE_SECONDS = 2.0
@@ -260,7 +264,8 @@ def request_answered(request: Request, status: int, seconds: float | None) -> No
     if not TALLY.enabled:
         return
     route = route_label(request)
-    TALLY.count(HTTP_REQUESTS, (route, request.method, status))
+    method = request.method if request.method in METHODS else OTHER_METHOD
+    TALLY.count(HTTP_REQUESTS, (route, method, status))
     if seconds is not None:
         TALLY.observe(HTTP_LATENCY, seconds, (route,))
 
@@ -274,8 +279,9 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
     if not TALLY.enabled:
         return
     if settings.metrics_port is None:
-
-        @app.get(METRICS_PATH, name="metrics")
+        # strict_slashes: Sanic would serve /metrics/ and /metrics// too, which a proxy
+        # that refuses /metrics lets through.
+        @app.get(METRICS_PATH, name="metrics", strict_slashes=True)
         @openapi.summary("Prometheus metrics of every worker of this instance (text format)")
         @openapi.tag("health")
         @text_response(200, "text/plain", "the metrics, in Prometheus' text format 0.0.4")

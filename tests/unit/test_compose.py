@@ -311,3 +311,24 @@ def test_only_user_service_gets_the_signing_key(compose):
 def test_jaegers_in_memory_storage_is_capped(compose):
     env = environment(compose["services"]["jaeger"])
     assert int(env["MEMORY_MAX_TRACES"]) > 0
+
+
+def nginx_location(conf: str, path: str) -> str:
+    """The body of the location block nginx picks for path: an exact (=) match, else the
+    longest prefix (this file has no regex locations: checked)."""
+    blocks = re.findall(r"location\s+(=|\^~|~\*?)?\s*(\S+)\s*\{([^}]*)\}", conf)
+    assert not any(kind.startswith("~") for kind, _, _ in blocks), "a regex location"
+    for kind, prefix, body in blocks:
+        if kind == "=" and path == prefix:
+            return body
+    matches = [
+        (prefix, body) for kind, prefix, body in blocks if kind != "=" and path.startswith(prefix)
+    ]
+    return max(matches, key=lambda match: len(match[0]))[1]
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/", "/metrics//", "/metrics/x", "/metricsx"])
+def test_activity_proxy_refuses_every_path_under_metrics(path):
+    conf = (ROOT / "deploy" / "activity-proxy.conf").read_text()
+    assert "return 404;" in nginx_location(conf, path)
+    assert "proxy_pass" in nginx_location(conf, "/activities/1")
