@@ -266,12 +266,15 @@ NOT_FOR_THE_SERVICES = {
     "ACTIVITY_SERVICE_WORKERS": None,  # `make run` only; compose has SECKILL_WORKERS
 }
 USER_SERVICE_ONLY = {"TOKEN_PRIVATE_KEY", "TOKEN_PRIVATE_KEY_FILE"}
+# Which proxy may name the client (Sanic's settings): only for a service a proxy stands before.
+PROXY_SETTINGS = {"PROXIES_COUNT", "REAL_IP_HEADER", "FORWARDED_SECRET"}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_every_variable_env_template_documents_reaches_the_services(compose, name):
     documented = documented_variables()
     expected = {v for v in documented if not v.startswith("LOCUST_")} - set(NOT_FOR_THE_SERVICES)
+    expected -= PROXY_SETTINGS  # test_only_a_service_behind_a_proxy_trusts_one
     if name != "user_service":
         expected -= USER_SERVICE_ONLY
     missing = expected - set(environment(compose["services"][name]))
@@ -332,3 +335,42 @@ def test_activity_proxy_refuses_every_path_under_metrics(path):
     conf = (ROOT / "deploy" / "activity-proxy.conf").read_text()
     assert "return 404;" in nginx_location(conf, path)
     assert "proxy_pass" in nginx_location(conf, "/activities/1")
+
+
+def proxied_services(compose) -> set[str]:
+    """The services an nginx of the file passes requests to (proxy_pass to their name)."""
+    proxied = set()
+    for service in compose["services"].values():
+        for mount in service.get("volumes") or []:
+            source = str(mount).split(":")[0]
+            if source.endswith(".conf") and (ROOT / source).exists():
+                conf = (ROOT / source).read_text()
+                proxied |= set(re.findall(r"set \$\w+ (\w+);", conf))
+                proxied |= set(re.findall(r"proxy_pass http://(\w+)[:/;]", conf))
+    return proxied
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_only_a_service_behind_a_proxy_trusts_one(compose, name):
+    service = compose["services"][name]
+    trusted = {key: value for key, value in environment(service).items() if key in PROXY_SETTINGS}
+    if not trusted:
+        return
+    # A proxy stands in front, and nobody past the host's loopback reaches the service around
+    # it: otherwise a client could write the address the per-address limits count.
+    assert name in proxied_services(compose), f"{name} trusts {sorted(trusted)} without a proxy"
+    assert all(str(entry).startswith("127.0.0.1:") for entry in service.get("ports", []))
+
+
+def test_the_services_published_directly_trust_no_proxy_header(compose):
+    direct = [
+        name
+        for name in APP_SERVICES
+        if any(
+            not str(entry).startswith("127.0.0.1:")
+            for entry in compose["services"][name].get("ports", [])
+        )
+    ]
+    assert "user_service" in direct and "order_service" in direct
+    for name in direct:
+        assert not PROXY_SETTINGS & set(environment(compose["services"][name])), name
