@@ -2,10 +2,12 @@
 
 Sanic's REQUEST_TIMEOUT restarts with every byte received, so a client that sends one
 byte a second holds its connection for as long as it likes. RequestDeadlineProtocol counts
-from the request's first byte instead: the head must be complete within
-REQUEST_HEAD_TIMEOUT_SECONDS, and the body within REQUEST_BODY_TIMEOUT_SECONDS of the head.
-Past either, the answer is 408 `request_timeout` and the connection closes. An idle
-keep-alive connection closes after KEEP_ALIVE_TIMEOUT_SECONDS. Sanic checks its timeouts
+from the request's first byte instead, and a new connection's first request from the
+moment the connection opens: the head must be complete within REQUEST_HEAD_TIMEOUT_SECONDS,
+and the body within REQUEST_BODY_TIMEOUT_SECONDS of the head. Past either, the answer is
+408 `request_timeout` and the connection closes (one that has sent nothing at all is
+closed without an answer). A keep-alive connection idle after an answer closes after
+KEEP_ALIVE_TIMEOUT_SECONDS. Sanic checks its timeouts
 every half of the shortest one, so a deadline is enforced within half that again.
 """
 
@@ -28,7 +30,7 @@ class RequestDeadlineProtocol(HttpProtocol):
     """
 
     # Sanic's protocol classes have slots only (its metaclass adds them to subclasses too).
-    __slots__ = ("head_deadline", "body_deadline", "_head_started", "_body_started")
+    __slots__ = ("head_deadline", "body_deadline", "_head_started", "_body_started", "_fresh")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -38,12 +40,23 @@ class RequestDeadlineProtocol(HttpProtocol):
         self.head_deadline = self.app.config.REQUEST_TIMEOUT
         self.body_deadline = self.app.config.REQUEST_BODY_TIMEOUT
         self._head_started = self._body_started = 0.0
+        self._fresh = True
+
+    def connection_made(self, transport) -> None:
+        # The first request's head is due within the deadline of the connection's opening:
+        # a connection that sends nothing is no keep-alive connection to wait 75 s for.
+        self._head_started, self._fresh = current_time(), True
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         http = getattr(self, "_http", None)  # a slot, set once the connection task starts
-        # No Http yet (a new connection's first bytes) or an idle one: a new request begins.
+        # No Http yet or an idle one: a request begins; the first one's time runs already.
         if http is None or http.stage is Stage.IDLE:
-            self._head_started, self._body_started = current_time(), 0.0
+            if self._fresh:
+                self._fresh = False
+            else:
+                self._head_started = current_time()
+            self._body_started = 0.0
         elif http.stage is Stage.HANDLER and not self._body_started:
             self._body_started = current_time()
         super().data_received(data)
@@ -61,7 +74,7 @@ class RequestDeadlineProtocol(HttpProtocol):
 
     def _late(self, http) -> bool:
         now = current_time()
-        if http.stage is Stage.REQUEST:
+        if http.stage is Stage.REQUEST or (http.stage is Stage.IDLE and self._fresh):
             return now - self._head_started > self.head_deadline
         if http.stage is Stage.HANDLER and http.request_body:
             if not self._body_started:  # the head came, no body byte since

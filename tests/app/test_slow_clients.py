@@ -119,3 +119,16 @@ async def test_a_prompt_request_on_the_same_server_is_unaffected(stack):
         await reader.readexactly(length)
         await asyncio.sleep(DEADLINE * 1.5)  # idle between requests is keep-alive's, not ours
     writer.close()
+
+
+async def test_a_connection_that_sends_nothing_is_closed_by_the_head_deadline(stack, caplog):
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.ports["user_service"])
+    try:
+        # Closed by the head deadline (1 s, checked every 0.5 s) counted from the opening,
+        # not held for the keep-alive timeout (75 s) that an idle connection gets.
+        answer = await asyncio.wait_for(reader.read(), timeout=DEADLINE + 3)
+    finally:
+        writer.close()
+    assert answer == b""
+    assert server_errors(caplog) == []
