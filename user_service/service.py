@@ -52,6 +52,13 @@ class WrongPassword(Forbidden):
     code = "wrong_password"
 
 
+def throttle_key(username: str) -> str:
+    """The one spelling the failed-login throttle counts a name by: the lookup's. Usernames
+    are ASCII (schemas.USERNAME_PATTERN) and the users table's collation ignores their
+    letter case, so `Admin` and `aDMIN` are the account `admin`, and count as it."""
+    return username.lower()
+
+
 def token_hash(token: str) -> str:
     """What is stored of a refresh token: 256 random bits need no salt nor a slow hash."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -128,11 +135,12 @@ class UserService:
 
     async def login(self, username: str, password: str) -> Token:
         # Counted by the name asked for, known or not: an unknown user is answered the same.
-        await self.limiter.check(self.failures, username)
+        throttled = throttle_key(username)
+        await self.limiter.check(self.failures, throttled)
         user = await repository.user_by_name(self.db, username)
         encoded = user["password_hash"] if user else self._decoy_hash
         if not await self.pool.run(verify_password_sync, password, encoded) or user is None:
-            await self.limiter.count(self.failures, username)
+            await self.limiter.count(self.failures, throttled)
             raise InvalidCredentials("wrong username or password")
         if user["disabled"]:
             raise AccountDisabled("this account is disabled")
@@ -190,9 +198,9 @@ class UserService:
         if user["disabled"]:
             raise AccountDisabled("this account is disabled")
         # A wrong old password counts as a failed login of this username.
-        await self.limiter.check(self.failures, user["username"])
+        await self.limiter.check(self.failures, throttle_key(user["username"]))
         if not await self.pool.run(verify_password_sync, old, user["password_hash"]):
-            await self.limiter.count(self.failures, user["username"])
+            await self.limiter.count(self.failures, throttle_key(user["username"]))
             raise WrongPassword("old_password is not this account's password")
         new_hash = await self.pool.run(self._vet_and_hash, user["username"], new)
         if isinstance(new_hash, list):

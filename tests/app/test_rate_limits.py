@@ -119,6 +119,26 @@ async def test_failed_logins_throttle_the_username_even_for_the_right_password(a
     assert (await login(api, new_client(), account.username)).status == 200
 
 
+def spellings(name: str) -> list[str]:
+    """Every spelling of name in upper and lower case letters."""
+    options = [{char.lower(), char.upper()} for char in name]
+    return ["".join(chars) for chars in itertools.product(*options)]
+
+
+async def test_failed_logins_are_counted_by_the_name_whatever_its_letter_case(api):
+    name = "usrx" + str(secrets.randbelow(10**6)).zfill(6)
+    reply = await register(api, new_client(), name)
+    assert reply.status == 201, reply
+    variants = spellings(name)
+    assert len(variants) == 16
+    # The lookup finds the account under any spelling: two failures under two of them...
+    for spelling in (name.upper(), variants[5]):
+        assert (await login(api, new_client(), spelling, "wrong-password-1")).status == 401
+    # ...use up the one allowance of the name, under every spelling, even the right password.
+    for spelling in variants:
+        assert_limited(await login(api, new_client(), spelling))
+
+
 async def test_an_unknown_username_is_throttled_the_same_way(api):
     username = "nobody_" + secrets.token_hex(4)
     for _ in range(2):
