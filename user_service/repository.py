@@ -12,6 +12,10 @@ class UsernameExists(Exception):
     pass
 
 
+class LastAdmin(Exception):
+    """The change would leave no admin who may log in."""
+
+
 async def insert_user(db: Database, username: str, password_hash: str, is_admin: bool) -> dict:
     created_at = utcnow()
 
@@ -186,9 +190,19 @@ async def change_password(db: Database, user_id: int, old_hash: str, new_hash: s
 
 async def update_flags(db: Database, user_id: int, changes: dict[str, bool]) -> tuple[dict, dict]:
     """Set disabled and/or is_admin (the keys of changes); a disabled user's refresh tokens
-    are revoked. Returns the user before and after, or raises KeyError for an unknown id."""
+    are revoked. Returns the user before and after, or raises KeyError for an unknown id, or
+    LastAdmin for a change that would leave no enabled admin."""
 
     async def work(cur) -> tuple[dict, dict]:
+        if changes.get("is_admin") is False or changes.get("disabled") is True:
+            # The enabled admins, locked (in id order) before the user's own row: of two
+            # admins taking each other's flag at once, the second waits and then sees the
+            # first's change, so one admin is always left.
+            await cur.execute(
+                "SELECT id FROM users WHERE is_admin = 1 AND disabled = 0 ORDER BY id FOR UPDATE"
+            )
+            if [row["id"] for row in await cur.fetchall()] == [user_id]:
+                raise LastAdmin(user_id)
         await cur.execute(
             f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR UPDATE",  # noqa: S608 (constant)
             (user_id,),

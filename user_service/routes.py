@@ -153,6 +153,7 @@ async def get_user(request: Request, user_id: int) -> HTTPResponse:
 @problem_response(401, "unauthorized")
 @problem_response(403, "forbidden: admins only")
 @problem_response(404, "not_found")
+@problem_response(409, "last_admin: the last enabled admin may not be demoted or disabled")
 @problem_response(422, "invalid_request")
 async def update_user(request: Request, user_id: int) -> HTTPResponse:
     await require_admin(request)

@@ -52,6 +52,10 @@ class WrongPassword(Forbidden):
     code = "wrong_password"
 
 
+class LastAdminLeft(Conflict):
+    code = "last_admin"
+
+
 def throttle_key(username: str) -> str:
     """The one spelling the failed-login throttle counts a name by: the lookup's. Usernames
     are ASCII (schemas.USERNAME_PATTERN) and the users table's collation ignores their
@@ -217,6 +221,10 @@ class UserService:
             before, after = await repository.update_flags(self.db, user_id, changes)
         except KeyError:
             raise NotFound(f"user {user_id} not found") from None
+        except repository.LastAdmin:
+            raise LastAdminLeft(
+                "this is the last enabled admin: make another admin first"
+            ) from None
         disabled_now = after["disabled"] and not before["disabled"]
         if disabled_now or (before["is_admin"] and not after["is_admin"]):
             await self._stop_access_tokens(user_id)
