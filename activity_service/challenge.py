@@ -1,11 +1,13 @@
 """The anti-bot challenge: ALTCHA proof of work, bound to a user and an activity, single use.
 
 A challenge is ALTCHA's current (v2) JSON, what the widget 3.x solves by default: its
-signed parameters carry `expiresAt` and, in `data`, `a` (activity) and `u` (user), so
-nothing is stored when one is issued. The server picks the counter (below the
+signed parameters carry `expiresAt` and, in `data`, `a` (activity), `u` (user) and `d`
+(the difficulty it was issued at), so nothing is stored when one is issued. A solution to
+a challenge of another difficulty than the activity's now is refused: a change of
+difficulty voids the challenges issued before it. The server picks the counter (below the
 activity's difficulty) and signs the derived key it leads to, so checking a solution
-is two HMACs, no key derivation. The v1 JSON (salt carrying `expires`, `a`, `u`) is
-still issued on request and its payloads accepted. Then one claim per challenge:
+is two HMACs, no key derivation. The v1 JSON (salt carrying `expires`, `a`, `u`, `d`)
+is still issued on request and its payloads accepted. Then one claim per challenge:
 `SET NX` in Redis (every worker and instance), or a per-process set without Redis
 (and while Redis is away). The design and the order of checks: docs/seckill.md.
 """
@@ -43,6 +45,9 @@ REDIS_RETRY_SECONDS = 1.0
 RULE_TRUST_SECONDS = 1.0
 STARTED_TRUST_SECONDS = 3600.0
 MAX_RULES_IN_MEMORY = 256
+
+
+CHANGED = "the activity's challenge has changed since this one was issued; fetch a new one"
 
 
 class ChallengeFailed(Forbidden):
@@ -86,7 +91,7 @@ class Challenges:
             COST,
             counter=secrets.randbelow(difficulty),
             expires_at=datetime.now(UTC) + timedelta(seconds=self.ttl),
-            data={"a": str(activity_id), "u": str(user_id)},
+            data={"a": str(activity_id), "u": str(user_id), "d": str(difficulty)},
             hmac_secret=self.key,
             hmac_key_secret=self.key_secret,
         )
@@ -99,14 +104,17 @@ class Challenges:
             max_number=difficulty,
             hmac_key=self.key,
             expires=datetime.now(UTC) + timedelta(seconds=self.ttl),
-            params={"a": str(activity_id), "u": str(user_id)},
+            params={"a": str(activity_id), "u": str(user_id), "d": str(difficulty)},
         )
         return challenge.to_dict()
 
-    def verify(self, payload: str | None, activity_id: int, user_id: int) -> tuple[str, float]:
+    def verify(
+        self, payload: str | None, activity_id: int, user_id: int, difficulty: int
+    ) -> tuple[str, float]:
         """Check a solution (base64 ALTCHA payload, v2 or v1) without claiming it: its
         challenge and when that expires. ChallengeFailed if missing, forged, wrong,
-        expired or not bound to this user and activity."""
+        expired, not bound to this user and activity, or issued at another difficulty
+        than the activity's now."""
         if not payload:
             raise ChallengeFailed("this activity asks for a solved challenge (X-Altcha header)")
         try:
@@ -114,10 +122,12 @@ class Challenges:
         except (ValueError, binascii.Error):
             raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
         if isinstance(decoded, dict) and isinstance(decoded.get("challenge"), dict):
-            return self._verify_v2(decoded, activity_id, user_id)
-        return self._verify_v1(payload, activity_id, user_id)
+            return self._verify_v2(decoded, activity_id, user_id, str(difficulty))
+        return self._verify_v1(payload, activity_id, user_id, str(difficulty))
 
-    def _verify_v2(self, decoded: dict, activity_id: int, user_id: int) -> tuple[str, float]:
+    def _verify_v2(
+        self, decoded: dict, activity_id: int, user_id: int, difficulty: str
+    ) -> tuple[str, float]:
         try:
             solution = altcha.Payload.from_dict(decoded)
             data = solution.challenge.parameters.data or {}
@@ -126,6 +136,8 @@ class Challenges:
             raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
         if not bound:
             raise ChallengeFailed("the challenge was issued for another user or activity")
+        if data.get("d") != difficulty:
+            raise ChallengeFailed(CHANGED)
         try:
             result = altcha.verify_solution(solution, self.key, hmac_key_secret=self.key_secret)
         except (ValueError, TypeError, AttributeError):
@@ -137,7 +149,9 @@ class Challenges:
             raise ChallengeFailed("the challenge solution is wrong")
         return solution.challenge.signature, float(expires)
 
-    def _verify_v1(self, payload: str, activity_id: int, user_id: int) -> tuple[str, float]:
+    def _verify_v1(
+        self, payload: str, activity_id: int, user_id: int, difficulty: str
+    ) -> tuple[str, float]:
         try:
             solution = altcha.PayloadV1.from_base64(payload)
             _, expires, params = solution.parse_salt()
@@ -145,6 +159,8 @@ class Challenges:
             raise ChallengeFailed("the challenge solution is not an ALTCHA payload") from None
         if params.get("a") != [str(activity_id)] or params.get("u") != [str(user_id)]:
             raise ChallengeFailed("the challenge was issued for another user or activity")
+        if params.get("d") != [difficulty]:
+            raise ChallengeFailed(CHANGED)
         ok, error = altcha.verify_solution_v1(solution, self.key, check_expires=True)
         if not ok or expires is None:
             raise ChallengeFailed(

@@ -134,8 +134,10 @@ async def admit(request: Request, activity_id: int, user_id: int) -> None:
     solution checked (pure CPU), the rate limits, then the solution used up."""
     ctx = request.app.ctx
     solved = None
-    if await ctx.challenge_rules.difficulty(activity_id):
-        solved = ctx.challenges.verify(request.headers.get(SOLUTION_HEADER), activity_id, user_id)
+    difficulty = await ctx.challenge_rules.difficulty(activity_id)
+    if difficulty:
+        solution = request.headers.get(SOLUTION_HEADER)
+        solved = ctx.challenges.verify(solution, activity_id, user_id, difficulty)
     await ctx.limiter.hit(ctx.limits.per_user, str(user_id))
     if ctx.limiter.active(ctx.limits.per_ip):  # the address is worked out only to be counted
         await ctx.limiter.hit(ctx.limits.per_ip, client_ip(request))

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -205,6 +206,34 @@ async def test_challenge_changes_only_before_the_start(api):
             "PATCH", "activity_service", f"/activities/{upcoming['id']}", token=admin, json=bad
         )
         assert reply.status == 422, (bad, reply)
+
+
+async def test_a_change_of_difficulty_voids_the_challenges_issued_before_it(api):
+    admin = await api.admin_token()
+    buyer = await api.new_user()
+    sale = await api.create_activity(
+        stock=3, challenge=True, challenge_difficulty=EASY, **window(start_in=6)
+    )
+    path = f"/activities/{sale['id']}"
+
+    async def v1_challenge() -> dict:
+        reply = await api.call("GET", "activity_service", f"{path}/challenge/v1", token=buyer.token)
+        assert reply.status == 200, reply
+        return reply.body
+
+    solved = [solve(await challenge_for(api, sale["id"], buyer.token)), solve(await v1_challenge())]
+    harder = {"challenge_difficulty": 10_000_000}
+    reply = await api.call("PATCH", "activity_service", path, token=admin, json=harder)
+    assert reply.status == 200, reply
+    assert (await v1_challenge())["maxNumber"] == 10_000_000
+    starts = datetime.fromisoformat(sale["starts_at"].replace("Z", "+00:00"))
+    await asyncio.sleep(max(0.0, (starts - datetime.now(UTC)).total_seconds()) + 0.2)
+    # On sale now: solutions to the easier challenges, fetched before the change, buy nothing.
+    for solution in solved:
+        reply = await seckill(api, sale["id"], buyer.token, solution)
+        assert_refused(reply)
+        assert "changed" in reply.body["detail"]
+    nothing_written(api, sale["id"])
 
 
 async def test_a_storm_with_the_challenge_on_keeps_the_invariants(api):
