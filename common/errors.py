@@ -49,13 +49,26 @@ class Conflict(AppError):
     status, code = 409, "conflict"
 
 
+# A 422 lists this many of its errors at most, and error_count says how many there were: a
+# body of 70,000 unknown fields was answered with 4 MB of them.
+MAX_LISTED_ERRORS = 10
+
+
 class InvalidRequest(AppError):
-    """Validation failed; `errors` lists each field and what is wrong with it."""
+    """Validation failed; `errors` lists each field and what is wrong with it (the first
+    MAX_LISTED_ERRORS), `error_count` how many failed in all (total, when more were found
+    than were passed)."""
 
     status, code = 422, "invalid_request"
 
-    def __init__(self, errors: list[dict[str, str]], detail: str | None = None):
-        super().__init__(detail or "the request did not validate", errors=errors)
+    def __init__(
+        self, errors: list[dict[str, str]], detail: str | None = None, total: int | None = None
+    ):
+        super().__init__(
+            detail or "the request did not validate",
+            errors=errors[:MAX_LISTED_ERRORS],
+            error_count=max(total or 0, len(errors)),
+        )
 
 
 class ServiceUnavailable(AppError):

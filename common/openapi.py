@@ -59,7 +59,10 @@ class Problem(BaseModel):
     detail: str = Field(examples=["activity 7 is sold out"])
     code: str = Field(examples=["sold_out"])
     errors: list[FieldError] | None = Field(
-        None, description="with invalid_request: each field that failed and why"
+        None, description="with invalid_request: each field that failed and why (10 at most)"
+    )
+    error_count: int | None = Field(
+        None, description="with invalid_request: how many failed, listed or not", examples=[1]
     )
 
 

@@ -48,6 +48,8 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
         failures=Limit(
             "login_failures_per_username", parse_limit(settings.limit_login_failures_per_username)
         ),
+        refreshes=Limit("refreshes_per_ip", parse_limit(settings.limit_refreshes_per_ip)),
+        revocations=Limit("revocations_per_ip", parse_limit(settings.limit_revocations_per_ip)),
     )
 
     @app.before_server_start

@@ -77,7 +77,9 @@ async def login(request: Request) -> HTTPResponse:
 @problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(401, "invalid_grant, or refresh_token_reused: its whole login is revoked")
 @problem_response(422, "invalid_request")
+@problem_response(429, "rate_limited: too many refreshes from this address; see Retry-After")
 async def refresh(request: Request) -> HTTPResponse:
+    await request.app.ctx.limiter.hit(request.app.ctx.limits.refreshes, client_ip(request))
     body = parse_body(request, RefreshRequest)
     token = await request.app.ctx.users.refresh(body.refresh_token)
     return json(token.model_dump(mode="json"), headers=NO_STORE)
@@ -90,7 +92,9 @@ async def refresh(request: Request) -> HTTPResponse:
 @empty_response(204, "revoked, or not a token this service knows (RFC 7009)")
 @problem_response(400, "bad_request: the body is missing or not JSON")
 @problem_response(422, "invalid_request")
+@problem_response(429, "rate_limited: too many logouts from this address; see Retry-After")
 async def revoke(request: Request) -> HTTPResponse:
+    await request.app.ctx.limiter.hit(request.app.ctx.limits.revocations, client_ip(request))
     body = parse_body(request, RefreshRequest)
     await request.app.ctx.users.revoke(body.refresh_token)
     return empty(headers=NO_STORE)

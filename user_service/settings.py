@@ -40,11 +40,15 @@ class UserSettings(Settings):
     limit_signups_per_ip: str = "20/hour"
     limit_logins_per_ip: str = "60/minute"
     limit_login_failures_per_username: str = "5/15minutes"
+    limit_refreshes_per_ip: str = "60/minute"
+    limit_revocations_per_ip: str = "60/minute"
 
     _limits = field_validator(
         "limit_signups_per_ip",
         "limit_logins_per_ip",
         "limit_login_failures_per_username",
+        "limit_refreshes_per_ip",
+        "limit_revocations_per_ip",
     )(limit_setting)
 
     # The shop's page may call this service from these origins (CORS, docs/shop.md); unset:

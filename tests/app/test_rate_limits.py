@@ -13,6 +13,7 @@ import itertools
 import secrets
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from activity_service import routes as activity_routes
@@ -30,6 +31,8 @@ LIMITS = {
     "LIMIT_SECKILL_PER_IP": f"5/{WINDOW} seconds",
     "LIMIT_CHALLENGES_PER_USER": f"3/{WINDOW} seconds",
     "LIMIT_CHALLENGES_PER_IP": f"5/{WINDOW} seconds",
+    "LIMIT_REFRESHES_PER_IP": f"3/{WINDOW} seconds",
+    "LIMIT_REVOCATIONS_PER_IP": f"3/{WINDOW} seconds",
 }
 _addresses = itertools.count(1)
 
@@ -117,6 +120,27 @@ async def test_failed_logins_throttle_the_username_even_for_the_right_password(a
     assert_limited(refused)
     await asyncio.sleep(int(refused.headers["Retry-After"]))
     assert (await login(api, new_client(), account.username)).status == 200
+
+
+@pytest.mark.parametrize(
+    "path, answered", [("/tokens/refresh", 401), ("/tokens/revoke", 204)], ids=["refresh", "revoke"]
+)
+async def test_token_refreshes_and_revocations_per_address_are_limited(api, path, answered):
+    client = new_client()
+    body = {"refresh_token": secrets.token_urlsafe(32)}
+    for _ in range(3):
+        reply = await api.call("POST", "user_service", path, json=body, headers=client)
+        assert reply.status == answered, reply
+    refused = await api.call("POST", "user_service", path, json=body, headers=client)
+    assert_limited(refused)
+    # The limit comes before the body is read: a body that would be a 422 is refused too.
+    junk = {f"f{n}": n for n in range(100)}
+    assert_limited(await api.call("POST", "user_service", path, json=junk, headers=client))
+    other = await api.call("POST", "user_service", path, json=body, headers=new_client())
+    assert other.status == answered
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    reply = await api.call("POST", "user_service", path, json=body, headers=client)
+    assert reply.status == answered
 
 
 def spellings(name: str) -> list[str]:
@@ -229,6 +253,11 @@ async def test_rate_limits_off_turns_every_limit_off(databases, monkeypatch):
                 assert reply.status == 200
                 reply = await seckill(api, client, sale["id"], account.token)
                 assert reply.status == (201 if number == 0 else 200)
+            body = {"refresh_token": secrets.token_urlsafe(32)}
+            for _ in range(5):
+                for path, answered in (("/tokens/refresh", 401), ("/tokens/revoke", 204)):
+                    reply = await api.call("POST", "user_service", path, json=body, headers=client)
+                    assert reply.status == answered, reply
     finally:
         await stack.stop()
     assert addresses == []

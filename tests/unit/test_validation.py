@@ -8,7 +8,7 @@ import pytest
 from sanic.request import RequestParameters
 
 from activity_service.schemas import ActivityCreate, ActivityPatch, PageQuery
-from common.errors import BadRequest, InvalidRequest
+from common.errors import MAX_LISTED_ERRORS, BadRequest, InvalidRequest
 from common.validation import parse_body, parse_query
 from order_service.schemas import OrderQuery
 from user_service.schemas import Credentials
@@ -124,3 +124,29 @@ def test_bad_order_queries(text, field):
     with pytest.raises(InvalidRequest) as info:
         parse_query(query(text), OrderQuery)
     assert fields_of(info.value) == [field]
+
+
+@pytest.mark.parametrize("unknown", [11, 70_000])
+def test_a_body_of_many_unknown_fields_lists_a_few_and_counts_them_all(unknown):
+    data = {"username": "x", **{f"f{n:05d}": n for n in range(unknown)}}
+    with pytest.raises(InvalidRequest) as refused:
+        parse_body(body(data), Credentials)
+    errors = refused.value.extra["errors"]
+    # username's pattern, the missing password and every unknown field
+    assert refused.value.extra["error_count"] == unknown + 2
+    assert len(errors) == MAX_LISTED_ERRORS
+    assert {e["field"] for e in errors[:2]} == {"username", "password"}
+    assert errors[2] == {"field": "f00000", "message": "Extra inputs are not permitted"}
+
+
+def test_a_few_errors_are_all_listed_and_counted():
+    with pytest.raises(InvalidRequest) as refused:
+        parse_body(body({"username": "x", "a": 1, "b": 2}), Credentials)
+    assert refused.value.extra["error_count"] == len(refused.value.extra["errors"]) == 4
+
+
+def test_any_422_lists_at_most_the_first_few_errors():
+    errors = [{"field": f"f{n}", "message": "wrong"} for n in range(50)]
+    refused = InvalidRequest(errors)
+    assert refused.extra["errors"] == errors[:MAX_LISTED_ERRORS]
+    assert refused.extra["error_count"] == 50
