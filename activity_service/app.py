@@ -54,6 +54,10 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
             "challenges_per_user", parse_limit(settings.limit_challenges_per_user)
         ),
         challenges_per_ip=Limit("challenges_per_ip", parse_limit(settings.limit_challenges_per_ip)),
+        dashboard_key_failures=Limit(
+            "dashboard_key_failures_per_ip",
+            parse_limit(settings.limit_dashboard_key_failures_per_ip),
+        ),
     )
     setup_health(app)
     setup_openapi(app, internal=True)

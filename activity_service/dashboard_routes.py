@@ -28,6 +28,7 @@ from common.openapi import (
     text_response,
 )
 from common.telemetry import metrics
+from common.web import client_ip
 
 logger = logging.getLogger("seckill.dashboard")
 dashboard = Blueprint("dashboard")
@@ -69,12 +70,19 @@ async def dashboard_script(request: Request) -> HTTPResponse:
 @json_response(200, StreamTicket, "the ticket")
 @problem_response(401, "unauthorized: neither an admin token nor the dashboard key")
 @problem_response(403, "forbidden: not an admin")
+@problem_response(429, "rate_limited: too many wrong keys from this address; see Retry-After")
 async def stream_ticket(request: Request) -> HTTPResponse:
     key = request.app.ctx.settings.dashboard_key
     sent = request.headers.get(KEY_HEADER)
-    if not (key and sent and hmac.compare_digest(sent.encode(), key.encode())):
-        if sent is not None:
+    if sent is not None:
+        # Wrong keys are counted per address, and past the allowance even the right one
+        # is refused until the window ends: a key cannot be guessed thousands a second.
+        ctx, address = request.app.ctx, client_ip(request)
+        await ctx.limiter.check(ctx.limits.dashboard_key_failures, address)
+        if not (key and hmac.compare_digest(sent.encode(), key.encode())):
+            await ctx.limiter.count(ctx.limits.dashboard_key_failures, address)
             raise Unauthorized("wrong dashboard key")
+    else:
         await require_admin(request)
     ticket = new_ticket(request.app.ctx.dashboard_key)
     return json(

@@ -94,6 +94,8 @@ def _problem(error: Any, secrets: set[str]) -> str:
         message = str(error["ctx"]["error"])
     else:
         message = error["msg"][0].lower() + error["msg"][1:]
+    if name in secrets:  # a secret is never written out, not even a refused one
+        return f"{name} {message}"
     return f"{name} {message}, got {error['input']!r}"
 
 

@@ -21,6 +21,7 @@ from tests.support.apps import InProcessStack
 from tests.support.factories import PASSWORD, Account, Api
 
 WINDOW = 2  # seconds: every limit here is small, so a test waits it out
+DASHBOARD_KEY = secrets.token_urlsafe(16)
 LIMITS = {
     "RATE_LIMITS": "on",
     "PROXIES_COUNT": "1",
@@ -33,6 +34,8 @@ LIMITS = {
     "LIMIT_CHALLENGES_PER_IP": f"5/{WINDOW} seconds",
     "LIMIT_REFRESHES_PER_IP": f"3/{WINDOW} seconds",
     "LIMIT_REVOCATIONS_PER_IP": f"3/{WINDOW} seconds",
+    "LIMIT_DASHBOARD_KEY_FAILURES_PER_IP": f"3/{WINDOW} seconds",
+    "DASHBOARD_KEY": DASHBOARD_KEY,
 }
 _addresses = itertools.count(1)
 
@@ -141,6 +144,24 @@ async def test_token_refreshes_and_revocations_per_address_are_limited(api, path
     await asyncio.sleep(int(refused.headers["Retry-After"]))
     reply = await api.call("POST", "user_service", path, json=body, headers=client)
     assert reply.status == answered
+
+
+async def ticket(api: Api, client: dict, key: str):
+    headers = client | {"X-Dashboard-Key": key}
+    return await api.call("POST", "activity_service", "/dashboard/tickets", headers=headers)
+
+
+async def test_wrong_dashboard_keys_per_address_are_limited_even_before_the_right_one(api):
+    client = new_client()
+    assert (await ticket(api, client, DASHBOARD_KEY)).status == 200
+    for guess in range(3):
+        reply = await ticket(api, client, f"guess-{guess}-{secrets.token_urlsafe(16)}")
+        assert reply.status == 401 and reply.code == "unauthorized", reply
+    refused = await ticket(api, client, DASHBOARD_KEY)  # past the allowance: even the key
+    assert_limited(refused)
+    assert (await ticket(api, new_client(), DASHBOARD_KEY)).status == 200
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await ticket(api, client, DASHBOARD_KEY)).status == 200
 
 
 def spellings(name: str) -> list[str]:

@@ -236,3 +236,30 @@ def test_common_imports_no_service():
             else:
                 continue
             assert not {name.split(".")[0] for name in names} & services, module.name
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["q7Z", "k3y-for-sale", "0123456789abcdef0123456789abcde", "a" * 64, "Board-key-2026!"],
+    ids=["three", "base64url-12", "hex-31", "one-letter", "printable-15"],
+)
+def test_a_dashboard_key_under_128_bits_stops_start_up_in_one_line(key):
+    with pytest.raises(ConfigError) as refused:
+        ActivitySettings.from_env(BASE | {"DASHBOARD_KEY": key})
+    message = str(refused.value.code)
+    assert message.count("\n") == 0 and "DASHBOARD_KEY must carry at least 128 bits" in message
+    assert key not in message  # a secret is never written out
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["0123456789abcdef0123456789abcdef", "oX8q7AprGuFajNm0TdXgkw", "k3y-for-the-sale-board"],
+    ids=["hex-32", "token_urlsafe-16", "base64url-22"],
+)
+def test_a_dashboard_key_of_128_bits_or_more_is_taken(key):
+    assert ActivitySettings.from_env(BASE | {"DASHBOARD_KEY": key}).dashboard_key == key
+
+
+def test_no_dashboard_key_is_no_key():
+    assert ActivitySettings.from_env(BASE | {"DASHBOARD_KEY": ""}).dashboard_key is None
+    assert ActivitySettings.from_env(BASE).dashboard_key is None
