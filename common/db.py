@@ -25,6 +25,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from sanic import Sanic
 
 from common.config import Settings
+from common.errors import ServiceUnavailable, error_response, problem_from_exception
 from common.retry import AsyncRetrying
 from common.telemetry import metrics
 
@@ -40,6 +41,8 @@ DUPLICATE_KEY = 1062
 # since this transaction's snapshot was read; a fresh snapshot resolves it.
 RECORD_CHANGED = 1020
 RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT, RECORD_CHANGED}
+# pymysql's codes for "nothing answers there": refused, unknown host, gone away, lost.
+UNREACHABLE = {2003, 2005, 2006, 2013}
 MAX_ATTEMPTS = 8
 
 Cursor = asyncmy.cursors.Cursor
@@ -383,8 +386,23 @@ class TracedCursor(DictCursor):
             return rows
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+def database_problem(request, exc: BaseException):
+    """MySQL out of reach (the pool cannot connect, a connection was lost) is a 503 with
+    Retry-After, never a 500: the pool connects again by itself once the server answers."""
+    if error_code(exc) in UNREACHABLE or isinstance(exc, pymysql.err.InterfaceError):
+        return error_response(DatabaseUnavailable("the database does not answer; try again"))
+    return problem_from_exception(request, exc)
+
+
 def setup_db(app: Sanic, settings: Settings) -> None:
-    """Open the pool before the server starts and close it after it stops."""
+    """Open the pool before the server starts and close it after it stops; answer 503 for
+    whatever fails because MySQL cannot be reached."""
+    for error in (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+        app.error_handler.add(error, database_problem)
 
     @app.before_server_start
     async def open_pool(app: Sanic) -> None:

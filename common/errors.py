@@ -72,7 +72,10 @@ class InvalidRequest(AppError):
 
 
 class ServiceUnavailable(AppError):
+    """Something this service needs does not answer now: try again in a moment."""
+
     status, code = 503, "service_unavailable"
+    headers = {"Retry-After": "1"}
 
 
 class PeerUnavailable(ServiceUnavailable):

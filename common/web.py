@@ -140,7 +140,9 @@ def setup_health(app: Sanic) -> None:
         process now because Redis does not answer (status degraded, still 200: the
         service serves)."""
         if not await request.app.ctx.db.ping():
-            return problem(503, "unhealthy", "the database does not answer")
+            unhealthy = problem(503, "unhealthy", "the database does not answer")
+            unhealthy.headers["Retry-After"] = "1"
+            return unhealthy
         status = getattr(request.app.ctx, "redis_status", None)
         redis = status.report() if status is not None else None
         if redis is None:
