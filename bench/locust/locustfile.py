@@ -19,16 +19,19 @@ order a shopper was answered with exists for that shopper, remaining is 0 once s
 answered (unless units came back), and no order is left unpaid 5 s past its expires_at. When
 the last deadline of the run is within --settle-timeout, the check waits for it first.
 It prints one line, "INVARIANT OK ..." or "INVARIANT FAILED ...", and a failed check makes
-locust exit non-zero. The activity is created at the start (stock: --stock, or
-half the shoppers), or given with --activity-id. With --challenge N the created activity
-asks for an ALTCHA challenge of difficulty N; shoppers solve one before each seckill call
-(the first before the gate), as the ALTCHA widget does in a browser.
+locust exit non-zero. A set-up that fails (the admin's login, creating the activity) stops
+the run at once with one line, "LOAD SET-UP FAILED: <cause>", and exit status 1.
+The activity is created at the start (stock: --stock, or half the shoppers), or given
+with --activity-id. With --challenge N the created activity asks for an ALTCHA challenge
+of difficulty N; shoppers solve one before each seckill call (the first before the gate),
+as the ALTCHA widget does in a browser.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import secrets
 import sys
@@ -176,11 +179,17 @@ def iso(dt: datetime) -> str:
 
 def admin_session(options) -> requests.Session:
     session = requests.Session()
-    reply = session.post(
-        f"{options.user_url}/tokens",
-        json={"username": options.admin_username, "password": options.admin_password},
-        timeout=30,
-    )
+    try:
+        reply = session.post(
+            f"{options.user_url}/tokens",
+            json={"username": options.admin_username, "password": options.admin_password},
+            timeout=30,
+        )
+    except requests.RequestException as exc:
+        raise RuntimeError(
+            f"admin login: user_service does not answer at {options.user_url}"
+            f" ({type(exc).__name__}); is `make run` running?"
+        ) from None
     if reply.status_code != 200:
         raise RuntimeError(f"admin login failed: {reply.status_code} {reply.text[:200]}")
     session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
@@ -200,9 +209,15 @@ def create_activity(environment: Environment, stock: int) -> int:
         "ends_at": iso(now + timedelta(hours=1)),
         "pay_within_seconds": environment.parsed_options.pay_within,
     }
-    reply = admin_session(environment.parsed_options).post(
-        f"{environment.host}/activities", json=body, timeout=30
-    )
+    try:
+        reply = admin_session(environment.parsed_options).post(
+            f"{environment.host}/activities", json=body, timeout=30
+        )
+    except requests.RequestException as exc:
+        raise RuntimeError(
+            f"creating the activity: activity_service does not answer at {environment.host}"
+            f" ({type(exc).__name__})"
+        ) from None
     if reply.status_code != 201:
         raise RuntimeError(f"creating the activity failed: {reply.status_code} {reply.text[:200]}")
     return reply.json()["id"]
@@ -232,9 +247,24 @@ def start_run(environment: Environment, **_) -> None:
         RUN = Run(options.activity_id, created=False, shoppers=shoppers)
     else:
         stock = options.stock or max(1, shoppers // 2)
-        RUN = Run(create_activity(environment, stock), created=True, shoppers=shoppers)
+        try:
+            activity_id = create_activity(environment, stock)
+        except RuntimeError as exc:
+            set_up_failed(environment, exc)
+            return
+        RUN = Run(activity_id, created=True, shoppers=shoppers)
         logger.info("created activity %s with stock %s", RUN.activity_id, stock)
     logger.info("%s shoppers will hit activity %s", shoppers, RUN.activity_id)
+
+
+def set_up_failed(environment: Environment, cause: Exception) -> None:
+    """One line naming the cause, and the run stops at once with a non-zero exit: no shopper
+    starts (each would fail, with a traceback, for the whole run time)."""
+    print(f"LOAD SET-UP FAILED: {cause}", file=sys.stderr, flush=True)
+    environment.process_exit_code = 1
+    if environment.parsed_options.headless:
+        os._exit(1)  # nothing ran: no stats, no invariant check to print
+    gevent.spawn(environment.runner.stop)  # the web UI stays up for another try
 
 
 class Shopper(HttpUser):
@@ -242,6 +272,8 @@ class Shopper(HttpUser):
     wait_time = between(0.05, 0.3)
 
     def on_start(self) -> None:
+        if RUN is None:  # the set-up failed (set_up_failed): nothing to shop for
+            raise StopUser()
         self.run, self.token, self.attempts, self.won = RUN, None, 0, None
         self.guarded, self.solution = False, None
         options = self.environment.parsed_options

@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 
-from testkit.stack import ADMIN, ROOT
+from testkit.stack import ADMIN, ROOT, free_port
 
 LOCUSTFILE = ROOT / "bench" / "locust" / "locustfile.py"
 
@@ -205,3 +205,23 @@ async def test_a_flash_sale_with_the_challenge_on_sells_its_stock_with_no_failur
     ), output[-4000:]
     assert stats["/activities/[id]/challenge"]["num_requests"] >= 20
     assert all(row["num_failures"] == 0 for row in stats.values()), stats
+
+
+def test_a_failed_set_up_stops_the_run_at_once_with_one_line(tmp_path):
+    """The admin's login fails (here: nothing answers at user_service's address): no shopper
+    starts, one line names the cause, and locust exits non-zero long before its run time."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ADMIN_"))}
+    env.update(ADMIN_USERNAME=ADMIN[0], ADMIN_PASSWORD=ADMIN[1])
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
+    argv += ["--users", "50", "--spawn-rate", "50", "--run-time", "2m", "--host", nowhere]
+    argv += ["--user-url", nowhere, "--order-url", nowhere]
+    # The timeout only guards against a hang: the run's own time is 2 minutes.
+    result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    failed = [line for line in output.splitlines() if "LOAD SET-UP FAILED" in line]
+    assert len(failed) == 1, output
+    assert "admin login" in failed[0] and nowhere in failed[0], failed
+    assert "Traceback" not in output, output
+    assert "INVARIANT" not in output, output
