@@ -95,7 +95,8 @@ async def test_the_current_protocol_and_v1_both_buy(api):
     sale = await guarded_sale(api)
     issued = await challenge_for(api, sale["id"], current.token)
     assert issued["parameters"]["algorithm"] == "SHA-256" and issued["signature"], issued
-    assert issued["parameters"]["data"] == {"a": str(sale["id"]), "u": str(current.id)}
+    bound = {"a": str(sale["id"]), "u": str(current.id), "d": str(EASY)}
+    assert issued["parameters"]["data"] == bound
     assert (await seckill(api, sale["id"], current.token, solve(issued))).status == 201
     issued_v1 = await challenge_for(api, sale["id"], legacy.token, version=1)
     assert issued_v1["maxNumber"] == EASY, issued_v1

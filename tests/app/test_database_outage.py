@@ -121,7 +121,7 @@ async def test_mysql_away_is_503_with_retry_after_everywhere_and_passes_by_itsel
         headers = {"X-Service-Token": stack.service_token}
         for service in SERVICES:
             for method, template in sorted(app_routes(service, stack.env)):
-                if "{__" in template:  # the Swagger UI's static files
+                if "{__" in template or "{name}" in template:  # static files (docs, shop)
                     continue
                 path = template.format(**ids)
                 reply = await api.call(method, service, path, token=admin, headers=headers)
