@@ -50,6 +50,8 @@ DictCursor = asyncmy.cursors.DictCursor
 # What the pool's connections raise; pymysql's, for the migrations and scripts that use it.
 MySQLError = (asyncmy.errors.MySQLError, pymysql.err.MySQLError)
 IntegrityError = (asyncmy.errors.IntegrityError, pymysql.err.IntegrityError)
+OPERATIONAL_ERRORS = (asyncmy.errors.OperationalError, pymysql.err.OperationalError)
+INTERFACE_ERRORS = (asyncmy.errors.InterfaceError, pymysql.err.InterfaceError)
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -393,7 +395,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 def database_problem(request, exc: BaseException):
     """MySQL out of reach (the pool cannot connect, a connection was lost) is a 503 with
     Retry-After, never a 500: the pool connects again by itself once the server answers."""
-    if error_code(exc) in UNREACHABLE or isinstance(exc, pymysql.err.InterfaceError):
+    if error_code(exc) in UNREACHABLE or isinstance(exc, INTERFACE_ERRORS):
         return error_response(DatabaseUnavailable("the database does not answer; try again"))
     return problem_from_exception(request, exc)
 
@@ -401,7 +403,7 @@ def database_problem(request, exc: BaseException):
 def setup_db(app: Sanic, settings: Settings) -> None:
     """Open the pool before the server starts and close it after it stops; answer 503 for
     whatever fails because MySQL cannot be reached."""
-    for error in (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+    for error in (*OPERATIONAL_ERRORS, *INTERFACE_ERRORS):
         app.error_handler.add(error, database_problem)
 
     @app.before_server_start
