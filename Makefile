@@ -56,6 +56,15 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
+# The monitoring tests run Debian's Prometheus and promtool (docs/metrics.md: a real scrape of a
+# sale, the alert rules' own tests). Only the binaries are used; the tests start their own.
+PROMETHEUS := /usr/bin/prometheus
+
+$(PROMETHEUS):
+	@echo "installing Debian's prometheus for the monitoring tests (needs root and apt)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+
 # The benchmark drives wrk, from Debian's package.
 WRK := /usr/bin/wrk
 
@@ -72,7 +81,7 @@ PARALLEL := -n 4 --dist loadfile
 # The whole suite in two runs: the layers without service processes four at a time (as test-fast),
 # then the end-to-end layer alone, whose storms, kill -9 runs and load tests want the cores to
 # themselves. With PYTEST_ARGS, one pytest run of exactly what they name.
-test: $(STAMP) $(CHROMIUM) ## the development tools too, then the whole test suite (PYTEST_ARGS: one run of what they name)
+test: $(STAMP) $(CHROMIUM) $(PROMETHEUS) ## the development tools too, then the whole test suite (PYTEST_ARGS: one run of what they name)
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(PY) -m pytest tests/unit tests/app tests/integration $(PARALLEL)
 	$(PY) -m pytest tests/e2e

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from sanic import Sanic
 
-from activity_service import repository
+from activity_service import metrics, repository
 from activity_service.challenge import ChallengeRules, Challenges, hmac_key
 from activity_service.dashboard import AnswerCounts, Snapshots, ticket_key
 from activity_service.dashboard_routes import dashboard
@@ -38,7 +38,13 @@ def create_app(settings: ActivitySettings | None = None) -> Sanic:
     app = new_app(settings, "seckill activity_service")
     setup_errors(app)
     setup_requests(app, settings)
-    setup_metrics(app, settings, probes=(partial(probe_sale, app),))
+    setup_metrics(
+        app,
+        settings,
+        probes=(partial(probe_sale, app),),
+        known=metrics.KNOWN,
+        transactions=metrics.TRANSACTIONS,
+    )
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

@@ -15,6 +15,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, file, json
 from sanic_ext import openapi
 
+from activity_service import metrics
 from activity_service.dashboard import TICKET_SECONDS, new_ticket, ticket_valid
 from activity_service.errors import ActivityNotFound
 from common.auth import require_admin
@@ -27,7 +28,6 @@ from common.openapi import (
     problem_response,
     text_response,
 )
-from common.telemetry import metrics
 from common.web import client_ip
 
 logger = logging.getLogger("seckill.dashboard")

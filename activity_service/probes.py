@@ -3,8 +3,7 @@
 
 from sanic import Sanic
 
-from activity_service import repository
-from common.telemetry import metrics
+from activity_service import metrics, repository
 
 # The remaining-stock gauge's bound: one series per activity on sale now, the newest first.
 MAX_ACTIVITIES = 50

@@ -18,13 +18,13 @@ from datetime import timedelta
 
 from opentelemetry.trace import Tracer
 
-from activity_service import repository
+from activity_service import metrics, repository
 from activity_service.seckill import present_order
 from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
 from common.relay import relay_forever
-from common.telemetry import metrics
+from common.telemetry.metrics import count
 from common.telemetry.tracing import span
 
 logger = logging.getLogger("seckill.relay")
@@ -63,7 +63,7 @@ class OrderRelay:
     async def send(self, orders: list[dict]) -> None:
         """One internal call for many orders, marked delivered once it is acknowledged."""
         await self.orders.request("POST", INTERNAL_ORDERS_PATH, json={"orders": orders})
-        metrics.count(metrics.RELAY_DELIVERED, (), len(orders))
+        count(metrics.RELAY_DELIVERED, (), len(orders))
         await repository.mark_delivered(self.db, [order["order_no"] for order in orders])
 
     def deliver(self, orders: list[dict]) -> asyncio.Future:
@@ -136,7 +136,7 @@ class OrderRelay:
     def _settle(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            metrics.count(metrics.RELAY_FAILURES)
+            count(metrics.RELAY_FAILURES)
             logger.warning("order hand-off failed, the relay will retry: %s", task.exception())
 
     async def resend_pending(self) -> int:

@@ -6,6 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from activity_service import metrics
 from activity_service.challenge import ChallengeFailed
 from activity_service.dashboard import OUTCOMES
 from activity_service.errors import ActivityNotFound
@@ -34,7 +35,7 @@ from common.openapi import (
     query_parameters,
 )
 from common.schemas import Order
-from common.telemetry import metrics
+from common.telemetry.metrics import count
 from common.validation import parse_body, parse_query
 from common.web import client_ip
 
@@ -248,7 +249,7 @@ async def seckill(request: Request, activity_id: int) -> HTTPResponse:
 
 def answered(request: Request, activity_id: int, outcome: str) -> None:
     """Counted for /metrics and for the sale dashboard (docs/dashboard.md)."""
-    metrics.count(metrics.SECKILL_ANSWERS, (outcome,))
+    count(metrics.SECKILL_ANSWERS, (outcome,))
     if outcome in OUTCOMES:  # a sale's answers: not_found and unauthorized name no sale
         seconds = time.perf_counter() - request.ctx.started
         request.app.ctx.answer_counts.record(activity_id, outcome, seconds)

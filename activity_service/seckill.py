@@ -19,13 +19,12 @@ from typing import NamedTuple, Protocol
 
 from opentelemetry.trace import Span, Tracer, get_current_span
 
-from activity_service import repository
+from activity_service import metrics, repository
 from activity_service.errors import ActivityNotFound, Ended, NotStarted, SoldOut
 from activity_service.repository import NewOrders
 from common.db import DUPLICATE_KEY, Database, ScriptedTransaction
 from common.errors import AppError, ServiceUnavailable
 from common.formats import iso, money, utcnow
-from common.telemetry import metrics
 from common.telemetry.tracing import batch_span
 
 logger = logging.getLogger("seckill.seckill")

@@ -18,6 +18,7 @@ from common.revocations import setup_revocations
 from common.telemetry.metrics import setup_metrics
 from common.telemetry.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
+from order_service import metrics
 from order_service.lifecycle import ReleaseRelay, Sweeper
 from order_service.probes import probe_orders
 from order_service.routes import bp, internal
@@ -31,7 +32,13 @@ def create_app(settings: OrderSettings | None = None) -> Sanic:
     setup_errors(app)
     setup_requests(app, settings)
     setup_cors(app, settings)
-    setup_metrics(app, settings, probes=(partial(probe_orders, app),))
+    setup_metrics(
+        app,
+        settings,
+        probes=(partial(probe_orders, app),),
+        known=metrics.KNOWN,
+        transactions=metrics.TRANSACTIONS,
+    )
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

@@ -11,8 +11,9 @@ from common.client import ServiceClient
 from common.db import Database
 from common.formats import utcnow
 from common.relay import relay_forever
-from common.telemetry import metrics
+from common.telemetry.metrics import count
 from order_service import repository
+from order_service.metrics import ORDER_EXPIRATIONS
 
 logger = logging.getLogger("seckill.lifecycle")
 
@@ -79,7 +80,7 @@ class Sweeper:
         expired = 0
         while True:
             order_nos = await repository.expire_due(self.db, SWEEP_BATCH, utcnow())
-            metrics.count(metrics.ORDER_EXPIRATIONS, (), len(order_nos))
+            count(ORDER_EXPIRATIONS, (), len(order_nos))
             if order_nos:
                 self.relay.deliver([{"order_no": n, "status": "expired"} for n in order_nos])
             expired += len(order_nos)

@@ -3,10 +3,8 @@
 
 from sanic import Sanic
 
-from common.telemetry import metrics
-from order_service import repository
-
-STATUSES = ("created", "paid", "cancelled", "expired")
+from order_service import metrics, repository
+from order_service.metrics import STATUSES
 
 
 async def probe_orders(app: Sanic) -> None:
@@ -16,3 +14,5 @@ async def probe_orders(app: Sanic) -> None:
     backlog = await repository.releases_backlog(app.ctx.db)
     metrics.RELEASES_PENDING.set(backlog["backlog"])
     metrics.RELEASES_OLDEST.set((backlog["oldest_us"] or 0) / 1e6)
+    overdue = await repository.expiry_overdue(app.ctx.db)
+    metrics.EXPIRY_OVERDUE.set((overdue["overdue_us"] or 0) / 1e6)

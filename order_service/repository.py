@@ -168,6 +168,14 @@ async def releases_backlog(db: Database) -> dict:
     )
 
 
+async def expiry_overdue(db: Database) -> dict:
+    """How long, in microseconds, the oldest unpaid order is past its deadline (None: none)."""
+    return await db.fetch_one(
+        "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(expires_at), UTC_TIMESTAMP(6)) AS overdue_us "
+        "FROM orders WHERE status = 'created' AND expires_at <= UTC_TIMESTAMP(6)"
+    )
+
+
 async def states_of_activity(db: Database, activity_id: int) -> dict[str, int]:
     rows = await db.fetch_all(
         "SELECT status, COUNT(*) AS n FROM orders WHERE activity_id = %s GROUP BY status",

@@ -16,6 +16,7 @@ from common.revocations import revoker, setup_revocations
 from common.telemetry.metrics import setup_metrics
 from common.telemetry.tracing import setup_tracing
 from common.web import new_app, setup_health, setup_requests
+from user_service import metrics
 from user_service.passwords import HashPool
 from user_service.routes import bp
 from user_service.service import UserService
@@ -28,7 +29,7 @@ def create_app(settings: UserSettings | None = None) -> Sanic:
     setup_errors(app)
     setup_requests(app, settings)
     setup_cors(app, settings)
-    setup_metrics(app, settings)
+    setup_metrics(app, settings, known=metrics.KNOWN, transactions=metrics.TRANSACTIONS)
     setup_tracing(app, settings)
     setup_db(app, settings)
     setup_discovery(app, settings)

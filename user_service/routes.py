@@ -14,9 +14,10 @@ from common.openapi import (
     path_parameter,
     problem_response,
 )
-from common.telemetry import metrics
+from common.telemetry.metrics import outcome_of
 from common.validation import parse_body
 from common.web import client_ip
+from user_service import metrics
 from user_service.schemas import (
     Credentials,
     JwkSet,
@@ -41,7 +42,7 @@ bp = Blueprint("users")
 @problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
 @problem_response(429, "rate_limited: too many sign-ups from this address; see Retry-After")
 async def register(request: Request) -> HTTPResponse:
-    with metrics.outcome_of(metrics.USER_REGISTRATIONS, "created"):
+    with outcome_of(metrics.USER_REGISTRATIONS, "created"):
         await request.app.ctx.limiter.hit(request.app.ctx.limits.signups, client_ip(request))
         body = parse_body(request, Credentials)
         user = await request.app.ctx.users.register(body.username, body.password)
@@ -62,7 +63,7 @@ async def register(request: Request) -> HTTPResponse:
 )
 @problem_response(503, "busy: too many password checks at once; Retry-After says when to retry")
 async def login(request: Request) -> HTTPResponse:
-    with metrics.outcome_of(metrics.USER_LOGINS, "ok"):
+    with outcome_of(metrics.USER_LOGINS, "ok"):
         await request.app.ctx.limiter.hit(request.app.ctx.limits.logins, client_ip(request))
         body = parse_body(request, Credentials)
         token = await request.app.ctx.users.login(body.username, body.password)

@@ -16,7 +16,7 @@ import bisect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from prometheus_client import (
@@ -75,6 +75,10 @@ DB_POOL_SIZE = Gauge(
     "db_pool_connections_max", "The pools' bound (DB_POOL_SIZE per worker)",
     multiprocess_mode="livesum",
 )  # fmt: skip
+DB_UNAVAILABLE = Gauge(
+    "db_unavailable", "1 while the service's database does not answer (probed every 2 s)",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
 DB_RETRIES = Counter(
     "db_transaction_retries", "Transactions tried again, by name and MySQL error code",
     ["name", "code"],
@@ -84,58 +88,12 @@ DB_LATENCY = Histogram(
     "Named transactions and statements (common/db.py's names), each attempt included",
     ["name"], buckets=LATENCY_BUCKETS,
 )  # fmt: skip
-# Seckill (activity_service)
-SECKILL_ANSWERS = Counter("seckill_answers", "Seckill answers, by outcome", ["outcome"])
-SECKILL_BATCH_SIZE = Histogram(
-    "seckill_batch_size", "Buyers per seckill batch", buckets=BATCH_SIZE_BUCKETS
-)
-SECKILL_BATCH_SECONDS = Histogram(
-    "seckill_batch_duration_seconds", "One seckill batch's transaction", buckets=LATENCY_BUCKETS
-)
-SECKILL_HANDOFF_SECONDS = Histogram(
-    "seckill_handoff_duration_seconds", "Orders handed to order_service: one call",
-    buckets=LATENCY_BUCKETS,
-)  # fmt: skip
-RELAY_DELIVERED = Counter("seckill_relay_delivered_orders", "Orders order_service acknowledged")
-RELAY_FAILURES = Counter("seckill_relay_failures", "Hand-offs to order_service that failed")
-OUTBOX_BACKLOG = Gauge(
-    "seckill_outbox_backlog", "Orders not yet acknowledged by order_service",
-    multiprocess_mode="mostrecent",
-)  # fmt: skip
-OUTBOX_OLDEST = Gauge(
-    "seckill_outbox_oldest_age_seconds", "Age of the oldest order not yet acknowledged",
-    multiprocess_mode="mostrecent",
-)  # fmt: skip
-REMAINING_STOCK = Gauge(
-    "seckill_remaining_stock", "Units left, per activity on sale now (at most 50)",
-    ["activity"], multiprocess_mode="mostrecent",
-)  # fmt: skip
-# Orders (order_service)
-ORDERS = Gauge("orders", "Orders, by status", ["status"], multiprocess_mode="mostrecent")
-ORDER_EXPIRATIONS = Counter("order_expirations", "Unpaid orders expired by the sweeper")
-RELEASES_PENDING = Gauge(
-    "order_releases_pending", "Units given back, not yet acknowledged by activity_service",
-    multiprocess_mode="mostrecent",
-)  # fmt: skip
-RELEASES_OLDEST = Gauge(
-    "order_releases_oldest_age_seconds", "Age of the oldest release not yet acknowledged",
-    multiprocess_mode="mostrecent",
-)  # fmt: skip
-# Users (user_service)
-USER_LOGINS = Counter("user_logins", "Logins, by result (ok or the error's code)", ["result"])
-USER_REGISTRATIONS = Counter(
-    "user_registrations", "Sign-ups, by result (created or the error's code)", ["result"]
-)
 # Discovery
 PEER_INSTANCES = Gauge(
     "discovery_healthy_instances", "Healthy instances this service knows of, per peer",
     ["peer"], multiprocess_mode="mostrecent",
 )  # fmt: skip
 
-# The sale dashboard (activity_service) and what a stream may leave behind
-DASHBOARD_STREAMS = Gauge(
-    "dashboard_streams_open", "Dashboard event streams open", multiprocess_mode="livesum"
-)
 # Redis (common/redis.py): a shared guarantee that went per process because Redis is
 # configured but does not answer (or answers in a way it cannot use).
 REDIS_UNAVAILABLE = Gauge(
@@ -147,11 +105,17 @@ REDIS_FALLBACKS = Counter(
     "redis_fallbacks", "Times a worker's shared guarantee went per process, by guarantee",
     ["guarantee"],
 )  # fmt: skip
+# What a task left behind (a dashboard stream, a relay's hand-off) shows here.
 ASYNCIO_TASKS = Gauge(
     "asyncio_tasks", "Tasks of the workers' event loops", multiprocess_mode="livesum"
 )
 
 Probe = Callable[[], Awaitable[None]]
+# A family and every label set it can take that is known before anything happens: exported at
+# 0 from start-up, so Prometheus sees a burst's first increase (docs/metrics.md).
+KnownSeries = tuple[Counter | Gauge | Histogram, Iterable[tuple[str, ...]]]
+# The MySQL error numbers transactions retry (common/db.py's RETRYABLE, docs/seckill.md).
+RETRIED_CODES = ("1020", "1205", "1213")
 
 
 class Tally:
@@ -198,18 +162,8 @@ count = TALLY.count
 observe = TALLY.observe
 
 
-def seckill_batch(size: int, seconds: float) -> None:
-    TALLY.observe(SECKILL_BATCH_SIZE, size)
-    TALLY.observe(SECKILL_BATCH_SECONDS, seconds)
-
-
 def redis_fallback(guarantee: str) -> None:
     TALLY.count(REDIS_FALLBACKS, (guarantee,))
-
-
-def handed_off(orders: int, seconds: float) -> None:
-    TALLY.observe(SECKILL_HANDOFF_SECONDS, seconds)
-    TALLY.count(RELAY_DELIVERED, (), orders)
 
 
 @contextmanager
@@ -270,11 +224,40 @@ def request_answered(request: Request, status: int, seconds: float | None) -> No
         TALLY.observe(HTTP_LATENCY, seconds, (route,))
 
 
-def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()) -> None:
+def known_series(app: Sanic, transactions: Iterable[str]) -> list[KnownSeries]:
+    """The shared families' label sets known at start-up: the app's route templates, and
+    the service's named transactions (each retryable MySQL error)."""
+    routes = sorted({route.uri for route in app.router.routes} | {UNMATCHED})
+    names = sorted(transactions)
+    return [
+        (HTTP_LATENCY, [(route,) for route in routes]),
+        (DB_LATENCY, [(name,) for name in names]),
+        (DB_RETRIES, [(name, code) for name in names for code in RETRIED_CODES]),
+    ]
+
+
+def export_at_zero(series: Iterable[KnownSeries]) -> None:
+    """Make every label set's series, at 0: in multiprocess mode, an entry in this worker's
+    file. Counters without labels exist from their declaration already."""
+    for family, label_sets in series:
+        for labels in label_sets:
+            family.labels(*labels)
+
+
+def setup_metrics(
+    app: Sanic,
+    settings: Settings,
+    probes: tuple[Probe, ...] = (),
+    known: Iterable[KnownSeries] = (),
+    transactions: Iterable[str] = (),
+) -> None:
     """GET /metrics (unless METRICS=off or METRICS_PORT moves it) and a task per worker
     that flushes the tally, sets the pool gauges and runs probes. The HTTP metrics are
-    counted by common/web.py's response middleware (request_answered)."""
+    counted by common/web.py's response middleware (request_answered). known: the
+    service's own families with their label sets; transactions: the names its database
+    work goes by (common/db.py); both exported at 0 from each worker's start."""
     app.ctx.metric_probes = list(probes)
+    known, transactions = list(known), list(transactions)
     TALLY.enabled = settings.metrics == "on"
     if not TALLY.enabled:
         return
@@ -292,6 +275,7 @@ def setup_metrics(app: Sanic, settings: Settings, probes: tuple[Probe, ...] = ()
 
     @app.after_server_start
     async def start_flushing(app: Sanic) -> None:
+        export_at_zero([*known_series(app, transactions), *known])
         app.ctx.metrics_loop = asyncio.create_task(flush_forever(app), name="metrics")
 
     @app.before_server_stop
@@ -338,6 +322,9 @@ async def flush_forever(app: Sanic) -> None:
 
 
 async def run_probes(app: Sanic) -> None:
+    db = getattr(app.ctx, "db", None)
+    if db is not None and db.pool is not None:
+        DB_UNAVAILABLE.set(0 if await db.ping() else 1)
     resolver = getattr(app.ctx, "resolver", None)
     peers = getattr(app.ctx, "peers", {})
     if resolver is not None:
