@@ -134,6 +134,12 @@ async def test_prometheus_sees_a_two_second_sale_on_every_board_query(own_stack,
             seen = float(created[0]["value"][1])
             assert abs(seen - sold) <= 0.05 * sold, f"increase() {seen:.1f}, {sold} sold"
 
+            # The series was there, at 0, before the first order: the burst is an increase.
+            before = await query(
+                session, prometheus, 'seckill_answers_total{outcome="created"}', started - 0.5
+            )
+            assert [float(sample["value"][1]) for sample in before] == [0.0], before
+
             # Every board query just after the sale: data, and a number in at least one series.
             evaluated_at = ended + 2
             for title, expr in board_queries():
