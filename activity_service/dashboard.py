@@ -18,6 +18,7 @@ import hmac
 import logging
 import time
 from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
 from activity_service import repository
@@ -35,7 +36,7 @@ OUTCOMES = (
     "ended",
     "rate_limited",
     "challenge_failed",
-    "unavailable",
+    "service_unavailable",
 )
 # Upper bounds of the answer-time buckets, in milliseconds; p50 and p99 are read from them.
 LATENCY_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
@@ -43,6 +44,9 @@ LATENCY_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 
 OUTCOME_FIELDS = {outcome: f"o:{outcome}" for outcome in OUTCOMES}
 LATENCY_FIELDS = tuple(f"l:{i}" for i in range(len(LATENCY_MS) + 1))
 WINDOW_SECONDS = 60
+# A worker adds a second's counts just after it ends (flushes follow the clock's seconds), so
+# a snapshot shows the seconds up to SETTLE_SECONDS ago: complete on every worker.
+SETTLE_SECONDS = 2
 KEEP_SECONDS = 600  # shared counts older than this are dropped
 TICKET_SECONDS = 60
 STATES = ("created", "paid", "cancelled", "expired")
@@ -135,9 +139,13 @@ class AnswerCounts:
         ]
         await repository.add_answer_counts(self.db, rows)
 
-    async def window(self, activity_id: int, last: int) -> dict[int, dict[str, int]]:
-        """second -> field -> count, for the WINDOW_SECONDS up to last."""
-        seconds = range(last - WINDOW_SECONDS + 1, last + 1)
+    async def window(
+        self, activity_id: int, last: int, first: int | None = None
+    ) -> dict[int, dict[str, int]]:
+        """second -> field -> count, for the WINDOW_SECONDS up to last (or from first)."""
+        seconds = range(last - WINDOW_SECONDS + 1 if first is None else first, last + 1)
+        if not seconds:
+            return {}
         if self.redis is not None:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -170,7 +178,8 @@ class AnswerCounts:
     async def run(self) -> None:
         pruned = 0.0
         while True:
-            await asyncio.sleep(1)
+            # Just after each second ends: a snapshot's last second is complete everywhere.
+            await asyncio.sleep(1.02 - time.time() % 1)
             try:
                 await self.flush()
                 if time.monotonic() - pruned > 60:
@@ -196,12 +205,68 @@ def series(counts: dict[int, dict[str, int]], first: int, last: int) -> list[dic
     return points
 
 
+class SaleStory:
+    """One activity's answers per second as seen so far (the counts kept, KEEP_SECONDS):
+    the totals and the peak second stay on the page after the window has moved on."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, tuple[dict[str, int], float | None]] = {}  # answers, p99
+        self.orders: dict | None = None  # repository.sale_orders, with the row it was read at
+        self.orders_of: tuple | None = None
+
+    def add(self, points: list[dict[str, Any]], now: int) -> None:
+        for point in points:  # a second's counts only grow: the latest reading is the best
+            if any(point["answers"].values()):
+                self.seconds[point["t"]] = (point["answers"], point["p99_ms"])
+        for second in [t for t in self.seconds if t <= now - KEEP_SECONDS]:
+            del self.seconds[second]
+
+    def summary(self, activity: dict) -> dict[str, Any]:
+        totals = dict.fromkeys(OUTCOMES, 0)
+        peak: tuple[int, int, float | None] | None = None  # second, answers, p99
+        for second, (answers, p99) in sorted(self.seconds.items()):
+            number = sum(answers.values())
+            for outcome, n in answers.items():
+                totals[outcome] += n
+            if peak is None or number > peak[1]:
+                peak = (second, number, p99)
+        orders = self.orders or {}
+        sold_out = (
+            orders["last"] - orders["first"]
+            if activity["remaining"] == 0 and orders.get("first") is not None
+            else None
+        )
+        return {
+            "answers": sum(totals.values()),
+            "by_outcome": totals,
+            "peak_answers_per_second": peak[1] if peak else 0,
+            "peak_answers_at": peak[0] if peak else None,
+            "p99_at_peak_ms": peak[2] if peak else None,
+            "orders": orders.get("orders", 0),
+            "peak_orders_per_second": orders.get("peak_orders", 0),
+            "peak_orders_at": orders.get("peak_second"),
+            "first_order": orders.get("first"),
+            "last_order": orders.get("last"),
+            "first_order_to_sold_out_seconds": sold_out,
+        }
+
+
 class Snapshots:
-    """What a stream sends: built once per activity and second in this worker."""
+    """What a stream sends: built once per activity and second in this worker.
+
+    One frame tells one moment: the answers of the seconds up to `as_of` (complete on
+    every worker) beside the activity's row as read at that moment (kept from the
+    snapshot of the second before), so a sold-out stock never stands beside answers not
+    yet counted. The sale's totals and peaks come from every second of it this worker has
+    read (the first snapshot of an activity reads back as far as the counts are kept), and
+    its orders from this service's own records.
+    """
 
     def __init__(self, db: Database, counts: AnswerCounts, orders: ServiceClient):
         self.db, self.counts, self.orders = db, counts, orders
         self._cache: dict[int, tuple[int, asyncio.Task]] = {}
+        self._rows: dict[int, tuple[int, dict | None]] = {}  # activity -> (read at, row)
+        self._stories: dict[int, SaleStory] = {}
 
     async def get(self, activity_id: int) -> dict[str, Any]:
         now = int(time.time())
@@ -209,29 +274,59 @@ class Snapshots:
         if cached is None or cached[0] != now:
             if len(self._cache) > 100:
                 self._cache.clear()
+                self._rows.clear()
+                self._stories.clear()
             task = asyncio.ensure_future(self._build(activity_id, now))
             task.add_done_callback(_retrieve)
             cached = self._cache[activity_id] = (now, task)
         return await asyncio.shield(cached[1])
 
     async def _build(self, activity_id: int, now: int) -> dict[str, Any]:
-        last = now - 1  # the second just ended; workers add theirs within a second
-        activity, backlog, counts, states = await asyncio.gather(
+        last = now - SETTLE_SECONDS  # the last second complete on every worker
+        current, backlog, counts, states = await asyncio.gather(
             repository.sale_state(self.db, activity_id),
             repository.outbox_backlog(self.db),
             self.counts.window(activity_id, last),
             self._order_states(activity_id),
         )
+        # The row as it was when the frame's last second ended: read a second ago.
+        before = self._rows.get(activity_id)
+        self._rows[activity_id] = (now, current)
+        activity = before[1] if before and before[0] == now - 1 and before[1] else current
+        points = series(counts, last - WINDOW_SECONDS + 1, last)
+        story = await self._story(activity_id, activity, last, points, now)
         return {
             "at": now,
+            "as_of": last + 1,
             "activity": activity,
-            "series": series(counts, last - WINDOW_SECONDS + 1, last),
+            "sale": story.summary(activity) if activity else None,
+            "series": points,
             "outbox": {
                 "backlog": int(backlog["backlog"]),
                 "oldest_seconds": (backlog["oldest_us"] or 0) / 1e6,
             },
             "orders": states,
         }
+
+    async def _story(
+        self, activity_id: int, activity: dict | None, last: int, points: list, now: int
+    ) -> SaleStory:
+        story = self._stories.get(activity_id)
+        if story is None:
+            story = self._stories[activity_id] = SaleStory()
+            if activity is not None:  # what happened before this window, as far as kept
+                starts = int(datetime.fromisoformat(activity["starts_at"]).timestamp())
+                first = max(starts - WINDOW_SECONDS, now - KEEP_SECONDS + 1)
+                earlier = await self.counts.window(activity_id, last - WINDOW_SECONDS, first=first)
+                story.add(series(earlier, first, last - WINDOW_SECONDS), now)
+        story.add(points, now)
+        if activity is not None:
+            # The records change only with the stock: read them again only then.
+            of = (activity["remaining"], activity["released"])
+            if story.orders_of != of:
+                story.orders = await repository.sale_orders(self.db, activity_id)
+                story.orders_of = of
+        return story
 
     async def _order_states(self, activity_id: int) -> dict[str, int] | None:
         with suppress(Exception):  # order_service away: the page says so

@@ -356,6 +356,31 @@ async def sale_state(db: Database, activity_id: int) -> dict | None:
     return row
 
 
+async def sale_orders(db: Database, activity_id: int) -> dict:
+    """The activity's orders as this service recorded them: how many, the first and last
+    (Unix time in seconds, to the microsecond), and the second with the most and how many."""
+    totals = await db.fetch_one(
+        "SELECT COUNT(*) AS orders, "
+        "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', MIN(created_at)) AS first_us, "
+        "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', MAX(created_at)) AS last_us "
+        "FROM seckill_records WHERE activity_id = %s",
+        (activity_id,),
+    )
+    peak = await db.fetch_one(
+        "SELECT TIMESTAMPDIFF(SECOND, '1970-01-01', created_at) AS second, COUNT(*) AS n "
+        "FROM seckill_records WHERE activity_id = %s GROUP BY second "
+        "ORDER BY n DESC, second LIMIT 1",
+        (activity_id,),
+    )
+    return {
+        "orders": int(totals["orders"]),
+        "first": totals["first_us"] / 1e6 if totals["first_us"] is not None else None,
+        "last": totals["last_us"] / 1e6 if totals["last_us"] is not None else None,
+        "peak_second": int(peak["second"]) if peak else None,
+        "peak_orders": int(peak["n"]) if peak else 0,
+    }
+
+
 async def add_answer_counts(db: Database, rows: Sequence[tuple[int, int, str, int]]) -> None:
     """Add to the per-second counts: one statement, atomic without a transaction."""
     rows = sorted(rows)  # one lock order for concurrent workers

@@ -4,9 +4,11 @@
 
 const OUTCOME_COLORS = {
   created: "#1b9e4b", repeat: "#7aa6d8", sold_out: "#d9822b", not_started: "#9b59b6",
-  ended: "#7f8c8d", rate_limited: "#c0392b", challenge_failed: "#e84393", unavailable: "#2c3e50",
+  ended: "#7f8c8d", rate_limited: "#c0392b", challenge_failed: "#e84393",
+  service_unavailable: "#2c3e50",
 };
 const HISTORY = 600; // snapshots kept for the remaining-stock chart (ten minutes)
+const ACTIVITIES_EVERY_MS = 5000; // the activity list is read again this often
 const $ = (id) => document.getElementById(id);
 
 let source = null;
@@ -20,11 +22,21 @@ function setStatus(text, error) {
   $("status").className = error ? "error" : "";
 }
 
+// The newest 100 activities, read again every few seconds: a sale created after the page
+// opened appears without a reload (which would lose the credential). The choice is kept.
 async function loadActivities() {
-  const reply = await fetch("/activities?limit=100");
-  if (!reply.ok) { setStatus("cannot list activities: " + reply.status, true); return; }
-  const page = await reply.json();
+  let page;
+  try {
+    const reply = await fetch("/activities?limit=100");
+    if (!reply.ok) { setStatus("cannot list activities: " + reply.status, true); return; }
+    page = await reply.json();
+  } catch (error) {
+    return; // the service restarting: the next round tries again
+  }
   const select = $("activity");
+  const chosen = select.value;
+  const known = Array.from(select.options, (option) => option.value).join(",");
+  if (page.items.map((activity) => String(activity.id)).join(",") === known) return;
   select.textContent = "";
   for (const activity of page.items) {
     const option = document.createElement("option");
@@ -32,6 +44,7 @@ async function loadActivities() {
     option.textContent = `#${activity.id} ${activity.name} (${activity.stock} units)`;
     select.appendChild(option);
   }
+  if (chosen) select.value = chosen;
 }
 
 async function fetchTicket() {
@@ -77,17 +90,35 @@ function text(id, value, digits) {
     ? "-" : Number(value).toLocaleString("en", { maximumFractionDigits: digits || 0 });
 }
 
+// Unix seconds as the UTC time of day, to the millisecond.
+function clock(seconds) {
+  return seconds === null || seconds === undefined
+    ? "-" : new Date(seconds * 1000).toISOString().slice(11, 23);
+}
+
+// One frame tells one moment, snapshot.as_of: the answers up to it beside the stock then.
 function show(snapshot) {
   const activity = snapshot.activity;
   const series = snapshot.series;
   const last = series[series.length - 1];
   const answers = Object.values(last.answers).reduce((a, b) => a + b, 0);
+  $("as-of").textContent = `as of ${clock(snapshot.as_of).slice(0, 8)} UTC`;
   text("remaining", activity.remaining);
   text("stock", activity.stock);
   text("orders-per-second", last.answers.created);
   text("answers-per-second", answers);
   text("p50", last.p50_ms, 1);
   text("p99", last.p99_ms, 1);
+  const sale = snapshot.sale;
+  text("sold", activity.stock - activity.remaining + activity.released);
+  text("created-total", sale.by_outcome.created);
+  text("answers-total", sale.answers);
+  text("peak-orders", sale.peak_orders_per_second);
+  text("peak-answers", sale.peak_answers_per_second);
+  text("peak-p99", sale.p99_at_peak_ms, 1);
+  $("first-order").textContent = clock(sale.first_order);
+  $("last-order").textContent = clock(sale.last_order);
+  text("sell-out", sale.first_order_to_sold_out_seconds, 3);
   text("backlog", snapshot.outbox.backlog);
   text("lag", snapshot.outbox.oldest_seconds, 2);
   const orders = snapshot.orders;
@@ -98,9 +129,9 @@ function show(snapshot) {
   text("orders-total", orders ? Object.values(orders).reduce((a, b) => a + b, 0) : null);
   if (!orders) setStatus("order_service does not answer", true);
 
-  remainingHistory.push([snapshot.at, activity.remaining]);
+  const now = snapshot.as_of; // every chart ends at the frame's moment
+  remainingHistory.push([now, activity.remaining]);
   if (remainingHistory.length > HISTORY) remainingHistory.shift();
-  const now = snapshot.at;
   draw($("chart-remaining"), [{ label: "remaining", color: "#1d2330", points: remainingHistory }],
     now, "units", Math.max(60, now - remainingHistory[0][0]));
   const outcomes = Object.keys(OUTCOME_COLORS).map((outcome) => ({
@@ -117,12 +148,10 @@ function show(snapshot) {
   legend("legend-latency", latency);
   outboxHistory.push([now, snapshot.outbox.backlog, snapshot.outbox.oldest_seconds]);
   if (outboxHistory.length > 60) outboxHistory.shift();
-  const outbox = [
-    { label: "backlog (orders)", color: "#d9822b", points: outboxHistory.map((p) => [p[0], p[1]]) },
-    { label: "lag (s)", color: "#2c3e50", points: outboxHistory.map((p) => [p[0], p[2]]) },
-  ];
-  draw($("chart-outbox"), outbox, now, "orders / s", 60);
-  legend("legend-outbox", outbox);
+  draw($("chart-outbox"), [{ label: "backlog", color: "#d9822b",
+    points: outboxHistory.map((p) => [p[0], p[1]]) }], now, "orders", 60);
+  draw($("chart-lag"), [{ label: "lag", color: "#2c3e50",
+    points: outboxHistory.map((p) => [p[0], p[2]]) }], now, "seconds", 60);
 }
 
 function legend(id, lines) {
@@ -161,10 +190,11 @@ function draw(canvas, lines, now, unit, span) {
     g.textAlign = "right"; g.textBaseline = "middle";
     g.fillText(formatTick((max * i) / 4), left - 6, y);
   }
-  for (let i = 0; i <= 6; i++) { // x labels: seconds ago
+  for (let i = 0; i <= 6; i++) { // x labels: seconds ago, "now" at the right end
     const x = left + (plotW * i) / 6;
+    const ago = Math.round(span - (span * i) / 6);
     g.textAlign = "center"; g.textBaseline = "top";
-    g.fillText(`-${Math.round(span - (span * i) / 6)}`, x, top + plotH + 4);
+    g.fillText(ago === 0 ? "now" : `-${ago}`, x, top + plotH + 4);
   }
   g.fillText("time (seconds ago)", left + plotW / 2, top + plotH + 18);
   g.save();
@@ -206,3 +236,4 @@ $("watch").addEventListener("click", () => {
 });
 window.addEventListener("pagehide", () => { if (source) source.close(); });
 loadActivities();
+setInterval(loadActivities, ACTIVITIES_EVERY_MS);

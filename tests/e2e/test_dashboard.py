@@ -96,12 +96,27 @@ async def test_the_stream_ends_at_the_truth_of_a_sale_across_two_workers(
                 for outcome, number in point["answers"].items():
                     answers[outcome] = answers.get(outcome, 0) + number
             answers = {outcome: n for outcome, n in answers.items() if n}
-            done = answers == seen and snapshot["orders"]["created"] == stock
+            totals = {o: n for o, n in snapshot["sale"]["by_outcome"].items() if n}
+            done = answers == seen == totals and snapshot["orders"]["created"] == stock
             return snapshot if done else None
 
         snapshot = await eventually(at_the_truth, 15, "the stream's counts at the sale's")
         assert snapshot["activity"]["remaining"] == 0 and snapshot["outbox"]["backlog"] == 0
         assert snapshot["orders"] == {"created": stock, "paid": 0, "cancelled": 0, "expired": 0}
+        per_second = stack.query(
+            "activity_service",
+            "SELECT TIMESTAMPDIFF(SECOND, '1970-01-01', created_at) AS s, COUNT(*) AS n "
+            "FROM seckill_records WHERE activity_id = %s GROUP BY s",
+            (activity["id"],),
+        )
+        sale = snapshot["sale"]
+        assert sale["orders"] == stock and sale["answers"] == sum(seen.values())
+        assert sale["peak_orders_per_second"] == max(row["n"] for row in per_second)
+        assert sale["peak_orders_per_second"] <= sale["peak_answers_per_second"]
+        assert sale["first_order"] <= sale["last_order"]
+        assert sale["first_order_to_sold_out_seconds"] == pytest.approx(
+            sale["last_order"] - sale["first_order"]
+        )
         latencies = [p["p99_ms"] for p in snapshot["series"] if p["p99_ms"] is not None]
         assert latencies and all(0 < ms <= 4000 for ms in latencies)
         # Shared where they should be: in MySQL only without Redis (a Redis that refuses them
