@@ -136,7 +136,15 @@ async def test_someone_elses_order_is_404_like_a_missing_one(api):
     assert admin.status == 200 and admin.body == order
 
 
-async def test_pay_once(api):
+def paid_at(stack, order_no: str):
+    rows = stack.query(
+        "order_service", "SELECT paid_at FROM orders WHERE order_no = %s", (order_no,)
+    )
+    assert len(rows) == 1 and rows[0]["paid_at"] is not None, rows
+    return rows[0]["paid_at"]
+
+
+async def test_pay_once(api, stack):
     activity = await api.create_activity()
     buyer = await api.new_user()
     order = await buy(api, activity["id"], buyer)
@@ -146,8 +154,11 @@ async def test_pay_once(api):
     assert paid.body == order | {"status": "paid"}
     fetched = await api.call("GET", "order_service", f"/orders/{order['order_no']}", buyer.token)
     assert fetched.body["status"] == "paid"
+    first = paid_at(stack, order["order_no"])
     again = await api.call("POST", "order_service", path, buyer.token)  # a retried payment
     assert again.status == 200 and again.body == paid.body, again
+    # The retry answers the same and pays nothing again: the payment's time is the first one's.
+    assert paid_at(stack, order["order_no"]) == first
     # The seckill keeps answering with the order as it created it.
     repeat = await api.seckill(activity["id"], buyer.token)
     assert repeat.status == 200 and repeat.body == order
@@ -180,10 +191,15 @@ async def test_concurrent_payments_pay_once(api, stack):
         *(api.call("POST", "order_service", path, buyer.token) for _ in range(10))
     )
     assert [r.status for r in replies] == [200] * 10
-    rows = stack.query(
-        "order_service", "SELECT paid_at FROM orders WHERE order_no = %s", (order["order_no"],)
+    assert all(r.body == order | {"status": "paid"} for r in replies)
+    first = paid_at(stack, order["order_no"])
+    # Ten more at once: each answers the paid order, and none pays it again.
+    retries = await asyncio.gather(
+        *(api.call("POST", "order_service", path, buyer.token) for _ in range(10))
     )
-    assert len(rows) == 1 and all(r.body == order | {"status": "paid"} for r in replies)
+    assert [r.status for r in retries] == [200] * 10
+    assert all(r.body == order | {"status": "paid"} for r in retries)
+    assert paid_at(stack, order["order_no"]) == first
 
 
 @pytest.mark.parametrize("order_no", ["2026112600000000000000000000", "nope", "x" * 40, "0"])

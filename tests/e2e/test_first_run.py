@@ -323,6 +323,44 @@ def test_make_demo_walks_through_a_first_seckill(live):
     assert "the shop at http://127.0.0.1:" in result.stdout and "/shop" in result.stdout
 
 
+def readme_walkthrough(ports: dict[str, int]) -> str:
+    """The README's curl lines of the first seckill, on the checkout's ports."""
+    readme = (ROOT / "README.md").read_text()
+    script = readme.split("## The first seckill", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    for name, default in (
+        ("user_service", 8001),
+        ("activity_service", 8002),
+        ("order_service", 8003),
+    ):
+        script = script.replace(f"localhost:{default}/", f"localhost:{ports[name]}/")
+    return script
+
+
+def test_the_readme_walkthrough_buys_from_the_activity_it_creates(live):
+    checkout, _ = live
+    assert checkout.make("demo").returncode == 0  # the demo's sales come first, as for a reader
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", readme_walkthrough(checkout.ports)],
+        cwd=checkout.path,
+        env=checkout.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    with mysql_connect(f"{checkout.prefix}_activity") as conn, conn.cursor() as cur:
+        cur.execute("SELECT MAX(id) AS id FROM activities WHERE name = 'Launch'")
+        created = cur.fetchone()["id"]
+    answers = [json.loads(line) for line in lines if line.startswith("{")]
+    bought = [answer for answer in answers if "order_no" in answer]
+    assert len(bought) == 2 and bought[0] == bought[1], answers
+    assert bought[0]["activity_id"] == created, (created, bought[0])
+    assert f"activity {created}" in lines, result.stdout
+    # register; buy; buy again (the same order); the orders
+    assert [line for line in lines if re.fullmatch(r"\d{3}", line)] == ["201", "201", "200", "200"]
+
+
 def test_make_stop_from_another_process_ends_a_clean_run(live):
     checkout, run = live
     booted = len(checkout.log())
