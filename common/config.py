@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICE_PORTS = {"user_service": 8001, "activity_service": 8002, "order_service": 8003}
 
@@ -62,27 +62,28 @@ def _env_name(name: str, field: FieldInfo) -> str:
     return str(field.validation_alias or name).upper()
 
 
-class _MappingSource(EnvSettingsSource):
-    """The environment source of pydantic-settings over a given mapping, plus NAME_FILE secrets."""
+class _Environment:
+    """Each field's value from an environment mapping: the variable of its alias or of its name,
+    in any case (empty is unset), or for a secret the file NAME_FILE names; keyed as the fields
+    are validated, by alias or else by name, so that errors name the variable."""
 
     def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
-        self.env = env
+        given = {key.upper(): value for key, value in env.items() if value != ""}
+        self.values: dict[str, str] = {}
         self.problems: list[str] = []
         self.unreadable: set[str] = set()
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        env = {key: value for key, value in self.env.items() if value != ""}  # empty is unset
-        for name, field in self.settings_cls.model_fields.items():
+        for name, field in settings_cls.model_fields.items():
             variable = _env_name(name, field)
-            path = env.get(f"{variable}_FILE")
-            if SECRET in field.metadata and variable not in env and path:
+            key = str(field.validation_alias or name)
+            path = given.get(f"{variable}_FILE")
+            if variable in given:
+                self.values[key] = given[variable]
+            elif SECRET in field.metadata and path:
                 try:
-                    env[variable] = Path(path).read_text().strip()
+                    self.values[key] = Path(path).read_text().strip()
                 except OSError as exc:
                     self.problems.append(f"{variable}_FILE={path} cannot be read: {exc.strerror}")
                     self.unreadable.add(variable)
-        return {key.lower(): value for key, value in env.items()}
 
 
 def _problem(error: Any, secrets: set[str]) -> str:
@@ -270,9 +271,9 @@ class Settings(BaseSettings):
         name = getattr(cls, "service_name", None)
         if name not in SERVICE_PORTS:
             raise ConfigError(f"unknown service {name!r}")
-        source = _MappingSource(cls, os.environ if env is None else env)
+        source = _Environment(cls, os.environ if env is None else env)
         try:
-            settings = cls(_build_sources=((source,), {}))
+            settings = cls(**source.values)
         except ValidationError as exc:
             secrets = {_env_name(n, f) for n, f in cls.model_fields.items() if SECRET in f.metadata}
             problems = [
