@@ -33,8 +33,13 @@ $(STAMP): requirements-dev.txt $(RUN_STAMP)
 migrate: $(RUN_STAMP) ## create the databases and tables only
 	$(PY) -m devtools.local migrate
 
+# A failed start prints one line that names the cause. GNU make follows any failed recipe with a
+# `make: *** [...] Error 1` line of its own, and cannot exit non-zero without it; so with --make
+# and a terminal (stderr a tty) a failed start exits 0 after its line, while scripts and CI (no
+# terminal) get the non-zero status. Without --make it always exits non-zero after a failure.
+# A plain command, which make runs itself (no shell between): make's signals reach it.
 run: $(RUN_STAMP) ## set up .venv, databases and tables, then run the three services (Ctrl-C or `make stop` stops them)
-	$(PY) -m devtools.local run
+	@$(PY) -m devtools.local run --make
 
 stop: $(RUN_STAMP) ## stop the `make run` of this checkout (from another shell)
 	$(PY) -m devtools.local stop

@@ -159,7 +159,15 @@ def serve_metrics_port(settings: Settings) -> None:
 def build_app(service_name: str, settings: Settings) -> Sanic:
     """The factory each worker runs: this process's logging first, then the service's app."""
     setup_logging(service_name, settings.log_level)
-    return importlib.import_module(f"{service_name}.app").create_app(settings)
+    app = importlib.import_module(f"{service_name}.app").create_app(settings)
+    app.after_server_start(worker_ready)
+    return app
+
+
+async def worker_ready(app: Sanic) -> None:
+    """One line from each worker once it serves (at any LOG_LEVEL): make run's banner waits for
+    one per worker."""
+    logging.getLogger("seckill.workers").info("worker ready", extra={"pid": os.getpid()})
 
 
 def serve(service_name: str, settings: Settings) -> None:

@@ -1,6 +1,6 @@
 """The local run: secrets once, checks, migrations, then the three services in the foreground.
 
-python -m devtools.local run        # what `make run` does
+python -m devtools.local run        # what `make run` does (with --make: see the Makefile)
 python -m devtools.local stop       # stop a running `make run` of this checkout (`make stop`)
 python -m devtools.local reset      # drop this prefix's databases, after a confirmation
 python -m devtools.local migrate    # create databases and tables only
@@ -34,6 +34,7 @@ from common.config import SERVICE_PORTS, Settings
 from common.runner import mysql_problem, port_problem
 from deploy.entrypoint import admin_problem
 from deploy.services import SERVICES, SETTINGS
+from devtools.output import Output, access_log_target
 from testkit.poll import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,8 @@ LOCAL = ROOT / ".local"
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 120.0
 PR_SET_PDEATHSIG = 1
+# The warnings of reading .env: printed at once, and repeated under the banner.
+ENV_WARNINGS: list[str] = []
 
 
 def fail(message: str) -> int:
@@ -80,7 +83,9 @@ def read_env_file(path: Path, check_names: bool = False) -> dict[str, str]:
                 continue
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else " (see .env_template)"
-            print(f"warning: {path.name} sets {key}, which nothing reads{hint}", file=sys.stderr)
+            warning = f"warning: {path.name} sets {key}, which nothing reads{hint}"
+            print(warning, file=sys.stderr)
+            ENV_WARNINGS.append(warning)
     return values
 
 
@@ -143,12 +148,23 @@ def preflight(env: dict[str, str]) -> tuple[dict[str, Settings], list[str]]:
     return settings, problems
 
 
-def migrate(env: dict[str, str]) -> int:
-    """Each service creates or upgrades its database; a failure has printed its one line."""
+def migrate(env: dict[str, str], output: Output | None = None) -> int:
+    """Each service creates or upgrades its database; a failure has printed its one line.
+
+    With output (make run), the migrations' lines go where the services' lines go."""
     for service in SERVICES:
-        result = subprocess.run([sys.executable, "-m", service, "migrate"], env=env, cwd=ROOT)
-        if result.returncode != 0:
-            return result.returncode
+        command = [sys.executable, "-m", service, "migrate"]
+        if output is None:
+            returncode = subprocess.run(command, env=env, cwd=ROOT).returncode
+        else:
+            with subprocess.Popen(
+                command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            ) as child:
+                for line in child.stdout:
+                    output.line(service, line.decode("utf-8", "replace"))
+            returncode = child.returncode
+        if returncode != 0:
+            return returncode
     return 0
 
 
@@ -198,7 +214,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def banner(settings: dict[str, Settings], env: dict[str, str]) -> str:
+def banner(settings: dict[str, Settings], env: dict[str, str], output: Output) -> str:
     lines = ["", "  seckill is ready:"]
     for name, s in settings.items():
         lines.append(f"    {name:<17} {base_url(s):<24}  Swagger UI {base_url(s)}/docs")
@@ -209,6 +225,7 @@ def banner(settings: dict[str, Settings], env: dict[str, str]) -> str:
         lines.append(f"  admin login: {admin} / {password}")
     elif admin:
         lines.append(f"  admin login: {admin} / the ADMIN_PASSWORD you set")
+    lines.append(output.where(ROOT))
     shop = f"{base_url(settings['activity_service'])}/shop"
     lines.append(f"  try a sale in the shop: {shop}  (or `make demo`)")
     lines.append("  stop: Ctrl-C here, or `make stop` from another shell.")
@@ -305,6 +322,10 @@ def run(env: dict[str, str]) -> int:
     if other:
         return fail(f"already running here (pid {other}); `make stop` stops it")
     (LOCAL / "run.pid").write_text(str(os.getpid()))  # `make stop` works from here on
+    access_log = access_log_target(env.get("ACCESS_LOG"), LOCAL / "access.log")
+    env = {**env, "ACCESS_LOG": "false" if access_log is None else "true"}
+    output = Output(LOCAL / "services.log", access_log)
+    output.early_warnings.extend(ENV_WARNINGS)
     children: dict[str, subprocess.Popen] = {}
     reaper: subprocess.Popen | None = None
     try:
@@ -313,7 +334,7 @@ def run(env: dict[str, str]) -> int:
             fail(problem)
         if problems:
             return 1
-        code = migrate(env)
+        code = migrate(env, output)
         if code or stopping:
             return code
         for name in SERVICES:
@@ -321,16 +342,20 @@ def run(env: dict[str, str]) -> int:
                 [sys.executable, "-m", name],
                 env=env_for(name, env),
                 cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # signals reach it from here only, never twice
                 preexec_fn=stop_with_us,
             )
+            output.follow(name, children[name].stdout)
         reaper = start_reaper(children)
-        return supervise(children, settings, env, parent, lambda: stopping)
+        return supervise(children, settings, env, parent, lambda: stopping, output)
     finally:
         stop_services(children)
         if reaper is not None:
             reaper.terminate()
             reaper.wait()
+        output.close()
         if running_pid() == os.getpid():
             (LOCAL / "run.pid").unlink()
 
@@ -341,22 +366,29 @@ def supervise(
     env: dict[str, str],
     parent: int,
     stopping: Callable[[], bool],
+    output: Output,
 ) -> int:
-    """Until a stop is asked for or a service exits; prints the banner once all answer."""
+    """Until a stop is asked for or a service exits; prints the banner once every worker of
+    every service is ready and each service answers /health."""
     waiting = {name: base_url(s) for name, s in settings.items()}
     started = time.monotonic()
     while not (stopping() or parent_stopping(parent)):
         for name, child in children.items():
             if child.poll() is not None:
-                print(f"{name} exited with {child.returncode}; stopping the others", flush=True)
+                output.say(f"make run: {name} exited with {child.returncode}; stopping the others")
                 return child.returncode
         if waiting:
-            waiting = {name: url for name, url in waiting.items() if not healthy(url)}
+            waiting = {
+                name: url
+                for name, url in waiting.items()
+                if output.ready[name] < settings[name].workers or not healthy(url)
+            }
             if not waiting:
-                print(banner(settings, env), flush=True)
+                output.banner(banner(settings, env, output))
             elif time.monotonic() - started > READY_TIMEOUT:
                 return fail(
-                    f"{', '.join(waiting)} did not answer /health within {READY_TIMEOUT:g}s"
+                    f"{', '.join(waiting)} not ready within {READY_TIMEOUT:g}s "
+                    "(every worker started, /health answered)"
                 )
         time.sleep(0.2)
     return 0
@@ -412,7 +444,7 @@ def reset(env: dict[str, str], force: bool) -> int:
             answer = input(f"drop {', '.join(existing)} at {where}? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("make reset: nothing dropped")
-                return 1
+                return 0  # an answer, not a failure
         for name in existing:
             # Identifiers cannot be parameters; the prefix is validated in config.
             cur.execute(f"DROP DATABASE `{name}`")
@@ -458,7 +490,12 @@ def main() -> None:
         for key in sorted(read_env_file(LOCAL / "secrets.env")):
             print(f"{key}={env[key]}")
     else:
-        sys.exit(run(env))
+        code = run(env)
+        if code and args.args == ["--make"] and sys.stderr.isatty():
+            # `make run` at a terminal: the failure has said so in its line, and make would
+            # follow it with a `make: *** [...] Error 1` of its own (see the Makefile).
+            code = 0
+        sys.exit(code)
 
 
 if __name__ == "__main__":

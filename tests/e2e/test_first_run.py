@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,6 +169,47 @@ def run_until_exit(checkout: Checkout, timeout: float = 60) -> tuple[int, str]:
     return code, checkout.log()
 
 
+def at_a_terminal(
+    checkout: Checkout, *targets: str, typed: str = "", timeout: float = 60
+) -> tuple[int, str]:
+    """`make TARGETS` as a person runs it: a terminal its input and its output; typed is what
+    they type. The exit status and everything the terminal showed."""
+    terminal, device = pty.openpty()
+    run = subprocess.Popen(
+        [*MAKE, *targets],
+        cwd=checkout.path,
+        env=checkout.env,
+        stdin=device,
+        stdout=device,
+        stderr=device,
+        start_new_session=True,
+    )
+    os.close(device)
+    os.write(terminal, typed.encode())
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([terminal], [], [], 0.2)[0]:
+                if run.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(terminal, 4096)
+            except OSError:  # EIO: every process holding the terminal has closed it
+                break
+            if not data:
+                break
+            shown += data
+        code = run.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        pytest.fail(f"make {' '.join(targets)} did not end within {timeout}s:\n{shown.decode()}")
+    finally:
+        os.close(terminal)
+    return code, shown.decode().replace("\r\n", "\n")
+
+
 def own_lines(output: str) -> list[str]:
     """The output minus make's echo of the command and its own failure line."""
     return [
@@ -216,6 +260,23 @@ def test_mysql_with_a_wrong_password_names_the_user_and_the_setting(checkout):
     assert processes_from(checkout.path) == []
 
 
+def test_a_failed_start_at_a_terminal_ends_with_our_one_line(checkout):
+    port = checkout.ports["order_service"]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        code, shown = at_a_terminal(checkout, "run")
+        left = processes_from(checkout.path)
+    lines = [line for line in shown.splitlines() if line.strip()]
+    # Only our line: no echo of the command, and none of make's `make: *** [...] Error 1`.
+    assert lines == [
+        f"make run: port {port} (order_service) is already in use: stop what holds it, "
+        "or set ORDER_SERVICE_PORT in .env to another port"
+    ], shown
+    assert code == 0  # at a terminal; without one (the tests above) the status is non-zero
+    assert left == [], "\n".join(left)
+
+
 def test_an_unknown_variable_in_env_is_named_with_the_closest_known_one(checkout):
     # On a closed MySQL port the run stops right after reading .env.
     checkout.write_env(SECKILL_DB_PREFX="typo", MYSQL_PORT=str(free_port()))
@@ -259,6 +320,7 @@ def abandon_a_health_check(ports) -> None:
 def live(tmp_path_factory):
     """One `make run` for the tests that use a running stack; the last one stops it."""
     checkout = Checkout(tmp_path_factory.mktemp("live") / "seckill")
+    checkout.write_env(SECKILL_DB_PREFX="typo")  # a misspelt key: a warning, not an error
     run = checkout.start()
     try:
 
@@ -293,6 +355,42 @@ def test_the_ready_banner_names_the_urls_the_docs_the_admin_and_how_to_stop(live
     assert f"try a sale in the shop: {shop}" in banner, banner
     with urllib.request.urlopen(shop, timeout=5) as reply:
         assert reply.status == 200 and b"seckill shop" in reply.read()
+
+
+def test_the_banner_waits_for_every_worker(live):
+    checkout, _ = live
+    # make run writes into the services' log when it shows the banner: what came before it.
+    log = (checkout.path / ".local" / "services.log").read_text()
+    before = log.split('"msg":"the ready banner is shown"', 1)[0]
+    ready = [
+        json.loads(line)["service"]
+        for line in before.splitlines()
+        if '"logger":"seckill.workers"' in line and '"msg":"worker ready"' in line
+    ]
+    # activity_service runs two workers under make run (ACTIVITY_SERVICE_WORKERS).
+    expected = ["activity_service", "activity_service", "order_service", "user_service"]
+    assert sorted(ready) == expected and len(before) < len(log), log
+
+
+def test_warnings_at_start_up_are_repeated_under_the_banner(live):
+    checkout, _ = live
+    before, banner = checkout.log().split(READY, 1)
+    warning = "warning: .env sets SECKILL_DB_PREFX, which nothing reads; did you mean"
+    assert warning in before and warning in banner, checkout.log()
+
+
+def test_the_terminal_shows_no_request_and_the_banner_names_the_access_log(live):
+    checkout, _ = live
+    assert checkout.make("demo").returncode == 0  # requests to all three services
+    access_log = checkout.path / ".local" / "access.log"
+    log = checkout.log()
+    assert "logs: access log .local/access.log;" in log.split(READY, 1)[1], log
+    requests = [json.loads(line) for line in access_log.read_text().splitlines()]
+    assert {"user_service", "activity_service", "order_service"} <= {r["service"] for r in requests}
+    assert any(r["msg"].startswith("POST /activities/") for r in requests), requests[-5:]
+    # The terminal has no line per request, and no JSON at all: only lines a person reads.
+    assert "/activities/" not in log and "seckill.access" not in log, log[-2000:]
+    assert not [line for line in log.splitlines() if line.startswith("{")], log[-2000:]
 
 
 def test_the_openapi_example_of_a_new_activity_is_open_now(live):
@@ -370,9 +468,10 @@ def test_make_stop_from_another_process_ends_a_clean_run(live):
     log = checkout.log()
     shutdown = log[booted:]
     assert processes_from(checkout.path) == []
-    assert '"level":"WARNING"' not in shutdown and '"level":"ERROR"' not in shutdown, shutdown
+    assert " warning: " not in shutdown and " error: " not in shutdown, shutdown
     assert "was cancelled" not in log and "Traceback" not in log
-    assert " 500" not in log, [line for line in log.splitlines() if " 500" in line]
+    access = (checkout.path / ".local" / "access.log").read_text()
+    assert '"status":500' not in access, [line for line in access.splitlines() if "500" in line]
     assert "make: ***" not in log
     assert "schema version 0" not in log  # a fresh create says what it did
     assert not (checkout.path / ".local" / "run.pid").exists()
@@ -420,6 +519,10 @@ def test_make_reset_drops_this_prefix_after_a_confirmation_or_with_force(checkou
     unconfirmed = checkout.make("reset")
     assert unconfirmed.returncode != 0 and "FORCE=1" in unconfirmed.stdout
     assert len(databases()) == 3
+    code, shown = at_a_terminal(checkout, "reset", typed="n\n")
+    assert code == 0 and "make reset: nothing dropped" in shown, shown
+    assert "make: ***" not in shown, shown
+    assert len(databases()) == 3
     forced = checkout.make("reset", "FORCE=1")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert databases() == set()
@@ -461,11 +564,11 @@ def test_a_service_started_alone_without_mysql_says_where_it_looked(command):
 
 def test_the_services_stop_even_when_make_run_itself_is_killed(checkout):
     run = checkout.start()
+    # The banner comes once every worker is up (activity_service runs two): a Sanic main
+    # process sent SIGTERM while a worker is still starting spins and never exits
+    # (sanic-org/sanic#2997); make run's own stop kills it after a while, but here make run
+    # is gone.
     checkout.wait_for(run, READY)
-    # Every worker up (activity_service runs two): a Sanic main process sent SIGTERM while a
-    # worker is still starting spins and never exits (sanic-org/sanic#2997); make run's own
-    # stop kills it after a while, but here make run is gone.
-    wait_until(lambda: checkout.log().count('"msg":"Worker ready [') >= 4, 60, "four workers")
     os.kill(int((checkout.path / ".local" / "run.pid").read_text()), signal.SIGKILL)
     run.wait(timeout=30)
     try:
