@@ -74,10 +74,12 @@ def test_sanic_protocol_internals_as_the_deadlines_use_them():
         slots = {slot for cls in HttpProtocol.__mro__ for slot in getattr(cls, "__slots__", ())}
         assert {"_http", "_task", "connections"} <= slots, sorted(slots)
         # The methods the protocol overrides are still what Sanic calls.
-        for method in ("data_received", "check_timeouts", "__init__"):
+        for method in ("connection_made", "data_received", "check_timeouts", "__init__"):
             assert callable(getattr(HttpProtocol, method)), method
         assert list(inspect.signature(HttpProtocol.check_timeouts).parameters) == ["self"]
         assert list(inspect.signature(HttpProtocol.data_received).parameters) == ["self", "data"]
+        made = list(inspect.signature(HttpProtocol.connection_made).parameters)
+        assert made == ["self", "transport"], made
         # _http is set where a connection starts (the protocol reads it by that name).
         assert "self._http =" in inspect.getsource(HttpProtocol._setup_connection)
         assert {"stage", "exception", "request_body"} <= set(Http.__slots__)
