@@ -97,6 +97,10 @@ async def claim(count: Count) -> None:
     count.busy = asyncio.get_running_loop().create_future()
 
 
+def by_key(count: Count) -> str:
+    return count.redis_key
+
+
 def done(count: Count) -> None:
     busy, count.busy = count.busy, None
     if busy is not None:
@@ -230,7 +234,9 @@ class SharedCounts:
         has failed since `failures` was read)."""
         claimed = []
         try:
-            for count in counts:
+            # Always in one order: two flushes that share counts (a round still waiting for
+            # Redis while the next begins) would otherwise each hold what the other waits for.
+            for count in sorted(counts, key=by_key):
                 await claim(count)
                 claimed.append(count)
             self._raise_if_failed_since(failures)
