@@ -22,22 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from activity_service import repository
+from activity_service.metrics import SALE_OUTCOMES
 from common.client import ServiceClient
 from common.db import Database
 from common.redis import REDIS_ERRORS, RedisClient, RedisStatus
 
 logger = logging.getLogger("seckill.dashboard")
 
-OUTCOMES = (
-    "created",
-    "repeat",
-    "sold_out",
-    "not_started",
-    "ended",
-    "rate_limited",
-    "challenge_failed",
-    "service_unavailable",
-)
+OUTCOMES = SALE_OUTCOMES
 # Upper bounds of the answer-time buckets, in milliseconds; p50 and p99 are read from them.
 LATENCY_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 # The shared counts' field names, made once: the seckill's hot path only looks them up.

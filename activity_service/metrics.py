@@ -9,8 +9,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from common.telemetry.metrics import LATENCY_BUCKETS, TALLY, KnownSeries
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-# A seckill's answer: created or repeat, or the code of the error it answered.
-OUTCOMES = (
+# A seckill's answer: created or repeat, or the code of the error it answered. The sale's
+# own answers are those the dashboard counts; a request refused before the sale is either
+# of the last two.
+SALE_OUTCOMES = (
     "created",
     "repeat",
     "sold_out",
@@ -19,9 +21,8 @@ OUTCOMES = (
     "rate_limited",
     "challenge_failed",
     "service_unavailable",
-    "unauthorized",
-    "not_found",
 )
+OUTCOMES = (*SALE_OUTCOMES, "unauthorized", "not_found")
 # The names of this service's database work (common/db.py): their statement times and
 # retries are exported at 0 from start-up too.
 TRANSACTIONS = (

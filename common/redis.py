@@ -273,17 +273,21 @@ async def redis_problem(settings: Settings) -> str | None:
     if not settings.redis_url:
         return None
     try:
-        found = await find_mode(
-            settings.redis_url,
-            settings.redis_password,
-            settings.redis_mode,
-            settings.redis_sentinel_master,
-        )
-        if found is None:
-            unanswered(settings)
+        await mode_of(settings)
     except RedisModeError as exc:
         return str(exc)
     return None
+
+
+async def mode_of(settings: Settings) -> Found:
+    """What REDIS_URL answers as, by these settings; when nothing answers, what they assume."""
+    found = await find_mode(
+        settings.redis_url,
+        settings.redis_password,
+        settings.redis_mode,
+        settings.redis_sentinel_master,
+    )
+    return found if found is not None else unanswered(settings)
 
 
 def setup_redis(app: Sanic, settings: Settings) -> None:
@@ -296,14 +300,7 @@ def setup_redis(app: Sanic, settings: Settings) -> None:
     async def open_redis(app: Sanic) -> None:
         if not settings.redis_url:
             return
-        found = await find_mode(
-            settings.redis_url,
-            settings.redis_password,
-            settings.redis_mode,
-            settings.redis_sentinel_master,
-        )
-        if found is None:
-            found = unanswered(settings)
+        found = await mode_of(settings)
         app.ctx.redis = new_redis(settings.redis_url, settings.redis_password, found)
         app.ctx.redis_status = RedisStatus(found.mode)
 

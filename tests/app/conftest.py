@@ -41,12 +41,8 @@ def databases(tmp_path_factory):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(databases):
     """Fresh apps of the three services for this module, stopped gracefully after it."""
-    stack = InProcessStack(databases)
-    try:
-        await stack.start()
+    async with InProcessStack(databases) as stack:
         yield stack
-    finally:
-        await stack.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

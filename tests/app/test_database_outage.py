@@ -5,14 +5,13 @@ its own, that the test stops and starts (tests/support/mariadb_server.py)."""
 import os
 import secrets
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from testkit.poll import eventually
 from testkit.stack import ADMIN
 from tests.support.apps import Databases, InProcessStack
-from tests.support.factories import PASSWORD, Api
+from tests.support.factories import PASSWORD
 from tests.support.mariadb_server import MariaDBServer
 from tests.support.routes import app_routes
 
@@ -38,18 +37,8 @@ async def stack(mariadb, tmp_path_factory):
         patch.setitem(os.environ, "MYSQL_PASSWORD", "")
         databases = Databases(tmp_path_factory.mktemp("outage"))
         databases.migrate()
-        stack = InProcessStack(databases)
-        try:
-            await stack.start()
+        async with InProcessStack(databases) as stack:
             yield stack
-        finally:
-            await stack.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def api(stack):
-    async with aiohttp.ClientSession() as session:
-        yield Api(stack, session)
 
 
 def must_be_503(user, buyer, admin, activity, order_no) -> list[tuple]:

@@ -18,12 +18,10 @@ from tests.support.factories import Api
 async def stack(tmp_path_factory):
     databases = Databases(tmp_path_factory.mktemp("last_admin"))
     databases.migrate()
-    stack = InProcessStack(databases)
     try:
-        await stack.start()
-        yield stack
+        async with InProcessStack(databases) as stack:
+            yield stack
     finally:
-        await stack.stop()
         databases.drop()
 
 

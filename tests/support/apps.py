@@ -129,6 +129,17 @@ class InProcessStack(LoopbackUrls):
             await server.after_start()
             self.servers[service] = server
 
+    async def __aenter__(self) -> InProcessStack:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         """A graceful stop, the reverse of start: what activity_service hands off is settled."""
         for service in reversed(START_ORDER):
