@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Page, Route, expect
 
 from testkit.poll import eventually
-from tests.support.browser import ARTIFACTS, TIMEOUT_MS
+from tests.support.browser import ARTIFACTS, TIMEOUT_MS, note_csp_violations
 from tests.support.factories import PASSWORD, Api, window
 from tests.support.stacks import make_stack
 
@@ -97,14 +97,7 @@ async def open_shop(browser, base: str, viewport: dict, device_offset_ms: int = 
             f"(() => {{ const real = Date.now; Date.now = () => real() + {device_offset_ms}; }})()"
         )
     page = await context.new_page()
-    page.on(
-        "console",
-        lambda message: (
-            outside.append(f"csp: {message.text}")
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
+    note_csp_violations(page, outside)
     response = await page.goto(f"{base}/shop")
     policy = (await response.all_headers())["content-security-policy"]
     assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, policy

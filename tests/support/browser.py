@@ -64,12 +64,17 @@ async def offline_page(browser, base: str) -> tuple[Page, list[str]]:
 
     await context.route("**/*", only_the_service)
     page = await context.new_page()
+    note_csp_violations(page, blocked)
+    return page, blocked
+
+
+def note_csp_violations(page: Page, into: list[str]) -> None:
+    """Every Content-Security-Policy violation the page's console reports, as "csp: ..."."""
     page.on(
         "console",
         lambda message: (
-            blocked.append(f"csp: {message.text}")
+            into.append(f"csp: {message.text}")
             if "Content Security Policy" in message.text
             else None
         ),
     )
-    return page, blocked
