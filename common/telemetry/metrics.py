@@ -238,10 +238,14 @@ def known_series(app: Sanic, transactions: Iterable[str]) -> list[KnownSeries]:
 
 def export_at_zero(series: Iterable[KnownSeries]) -> None:
     """Make every label set's series, at 0: in multiprocess mode, an entry in this worker's
-    file. Counters without labels exist from their declaration already."""
+    file. Counters without labels exist from their declaration already. A gauge is set to 0,
+    not only made: a "mostrecent" gauge's entry counts only once it has a time of its own
+    (until its probe's next reading, a worker started later shows 0 for it)."""
     for family, label_sets in series:
         for labels in label_sets:
-            family.labels(*labels)
+            child = family.labels(*labels)
+            if isinstance(family, Gauge):
+                child.set(0)
 
 
 def setup_metrics(

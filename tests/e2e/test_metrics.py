@@ -88,7 +88,10 @@ async def test_metrics_of_two_workers_add_up_to_the_sale_with_bounded_labels(own
                     if name == "route":
                         routes.add(label)
                     if name not in NUMERIC_LABELS:
-                        assert not re.search(r"\d{2,}", label), (service, name, label)
+                        # Swagger UI's files are served under the library's version: a route
+                        # pattern, not a number from a request.
+                        bare = re.sub(r"^/docs/swagger-ui/[\d.]+/", "/docs/swagger-ui/", label)
+                        assert not re.search(r"\d{2,}", bare), (service, name, label)
                         assert label not in user_ids, (service, name, label)
             assert "unmatched" in routes, service
             assert not any(re.search(r"/\d+(/|$)", route) for route in routes), routes
@@ -125,10 +128,11 @@ async def users_logged_in(base_url: str, logins: int) -> bool:
     async with aiohttp.request("GET", base_url + "/metrics") as response:
         text = await response.text()
     families = {family.name: family for family in text_string_to_metric_families(text)}
-    logins_family = families.get("user_logins")  # absent until a worker counted a login
+    logins_family = families.get("user_logins")
     found = {
         sample.labels["result"]: sample.value
         for sample in (logins_family.samples if logins_family else [])
         if sample.name == "user_logins_total"
     }
-    return found == {"ok": logins}
+    # Every result is exported at 0 from start-up; only the logins made count.
+    return {result: n for result, n in found.items() if n} == {"ok": logins}
