@@ -44,6 +44,8 @@ RETRYABLE = {DEADLOCK, LOCK_WAIT_TIMEOUT, RECORD_CHANGED}
 # pymysql's codes for "nothing answers there": refused, unknown host, gone away, lost.
 UNREACHABLE = {2003, 2005, 2006, 2013}
 MAX_ATTEMPTS = 8
+# How long a closing pool waits for connections still lent out before it cuts them off.
+CLOSE_WAIT_SECONDS = 5.0
 
 Cursor = asyncmy.cursors.Cursor
 DictCursor = asyncmy.cursors.DictCursor
@@ -193,9 +195,21 @@ class Database:
         )
 
     async def close(self) -> None:
+        """Close the pool; connections still lent out after CLOSE_WAIT_SECONDS are cut off,
+        so a stop never waits forever for one (a transaction cut off this way is rolled
+        back by MySQL)."""
         if self.pool is not None:
             self.pool.close()
-            await self.pool.wait_closed()
+            try:
+                await asyncio.wait_for(self.pool.wait_closed(), CLOSE_WAIT_SECONDS)
+            except TimeoutError:
+                logger.warning(
+                    "%s connection(s) still in use after %s s at close: cut off",
+                    self.pool.size - self.pool.freesize,
+                    CLOSE_WAIT_SECONDS,
+                )
+                self.pool.terminate()
+                await self.pool.wait_closed()
             self.pool = None
 
     @asynccontextmanager
