@@ -14,8 +14,10 @@ relay restarted each time), and the peers have to answer over HTTP anyway.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import secrets
+import warnings
 import socket
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from common.deadlines import RequestDeadlineProtocol
 from testkit.stack import SERVICES, SETTINGS, LoopbackUrls, mysql_connect, scratch_env
 
 # What the apps are started in, so the peers they call are up first.
+# How long one service of an in-process stack may take to stop before the stop fails.
+STOP_SECONDS = 60
 START_ORDER = ("user_service", "order_service", "activity_service")
 
 
@@ -140,15 +144,26 @@ class InProcessStack(LoopbackUrls):
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
 
+    @staticmethod
+    async def _stop_server(server) -> None:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+
     async def stop(self) -> None:
         """A graceful stop, the reverse of start: what activity_service hands off is settled."""
         for service in reversed(START_ORDER):
             server = self.servers.pop(service, None)
             if server is None:
                 continue
-            await server.before_stop()
-            await server.close()
-            await server.after_stop()
-            server.app.state.server_info.clear()
+            try:
+                # Bounded: a stop that never returned hung whole test runs at a module's
+                # teardown (seen under xdist, cause not yet found); past this it is reported
+                # as a warning in the run's summary and the next service is stopped.
+                await asyncio.wait_for(self._stop_server(server), STOP_SECONDS)
+            except TimeoutError:
+                warnings.warn(f"{service} did not stop within {STOP_SECONDS} s", stacklevel=1)
+            finally:
+                server.app.state.server_info.clear()
         for sock in self.sockets.values():
             sock.close()
