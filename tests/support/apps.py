@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import secrets
-import warnings
 import socket
+import warnings
 from pathlib import Path
 
 import pymysql
